@@ -1,0 +1,29 @@
+"""GRec-TF: the Generalist Recommender on TensorFlow Recommenders."""
+from setuptools import find_packages, setup
+
+setup(
+    name="grec-tf",
+    version="0.1.0",
+    description="Generalist Recommender (task-sentence routed sparse MoE) on TensorFlow Recommenders",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11,<3.12",
+    packages=find_packages(include=["grec_tf", "grec_tf.*", "pipelines", "pipelines.*"]),
+    package_data={"": ["*.yaml"]},
+    install_requires=[
+        "tensorflow==2.21.*",
+        "tf-keras==2.21.*",
+        "tensorflow-recommenders==0.7.7",
+        "tensorflow-text==2.21.*",
+        "tensorflow-hub==0.16.*",
+        "tfx-bsl==1.21.*",
+        "pandas",
+        "pyarrow",
+        "PyYAML",
+        "matplotlib",
+        "aiohttp>=3.9",
+    ],
+    extras_require={
+        "test": ["pytest", "nbclient", "nbformat", "ipykernel", "scikit-learn"],
+    },
+)

@@ -1,0 +1,70 @@
+"""Config validation: every malformed config names the key path and what was expected."""
+from pathlib import Path
+
+import pytest
+
+from grec_tf.config import ExperimentConfig, load_config, parse_config
+from grec_tf.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_shipped_configs_load():
+    for path in sorted((REPO / "configs").glob("*.yaml")):
+        config = load_config(str(path))
+        assert isinstance(config, ExperimentConfig)
+        assert config.features, path
+
+
+def test_telecom_config_has_twelve_task_sentences():
+    config = load_config(str(REPO / "configs/telecom.yaml"))
+    assert len(config.task_sentences) == 12
+    assert config.task_sentences[0] == "AAL/CTR"
+    kinds = {f.kind for f in config.features}
+    assert kinds == {"categorical", "numerical", "text", "sequence", "embedding", "item_id"}
+
+
+@pytest.mark.parametrize("raw, fragment", [
+    ({"model": {"num_expert": 4}}, "model.num_expert: unknown key"),
+    ({"model": {"num_experts": "eight"}}, "model.num_experts: expected an integer, got 'eight'"),
+    ({"model": {"routing": "random"}}, "model.routing: expected one of"),
+    ({"model": {"top_k": 9, "num_experts": 8}}, "model.top_k"),
+    ({"data": {"flows": "AAL"}}, "data.flows: expected a list"),
+    ({"train": {"epochs": True}}, "train.epochs: expected an integer"),
+    ({"features": [{"kind": "numerical"}]}, "features[0].name: required key is missing"),
+    ({"features": [{"name": "x", "kind": "numerical", "colour": 1}]}, "features[0].colour: unknown key"),
+    ({"features": [{"name": "x", "kind": "picture"}]}, "features[x].kind: expected one of"),
+    ({"model": {"text_encoder": {"type": "hub"}}}, "model.text_encoder.handle: required"),
+    ({"data": 3}, "data: expected a mapping"),
+])
+def test_invalid_configs_name_the_key(raw, fragment):
+    with pytest.raises(ConfigError) as err:
+        parse_config(raw, source="c.yaml")
+    assert fragment in str(err.value)
+    assert str(err.value).startswith("c.yaml: ")
+
+
+def test_overrides_are_typed_and_validated():
+    config = parse_config({}, ["model.num_experts=16", "model.routing=task", "data.flows=[A, B]",
+                               "train.learning_rate=0.1"])
+    assert config.model.num_experts == 16 and config.model.routing == "task"
+    assert config.data.flows == ["A", "B"] and config.train.learning_rate == 0.1
+    with pytest.raises(ConfigError, match="model.num_experts: expected an integer"):
+        parse_config({}, ["model.num_experts=many"])
+    with pytest.raises(ConfigError, match="expected key.path=value"):
+        parse_config({}, ["model.num_experts"])
+    with pytest.raises(ConfigError, match="model.nonsense: unknown key"):
+        parse_config({}, ["model.nonsense=1"])
+
+
+def test_malformed_yaml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: {num_experts: 8\n")
+    with pytest.raises(ConfigError, match="bad.yaml: malformed YAML"):
+        load_config(str(bad))
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="expected a YAML mapping"):
+        load_config(str(listy))
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(str(tmp_path / "nope.yaml"))

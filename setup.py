@@ -20,6 +20,7 @@ setup(
         "pandas",
         "pyarrow",
         "PyYAML",
+        "tensorboard==2.21.*",
         "matplotlib",
         "aiohttp>=3.9",
     ],

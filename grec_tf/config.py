@@ -292,3 +292,15 @@ def load_config(path: Optional[str], overrides: Sequence[str] = ()) -> Experimen
     if raw is not None and not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a YAML mapping at the top level, got {type(raw).__name__}")
     return parse_config(raw, overrides, source=str(path))
+
+
+def add_config_arguments(parser) -> None:
+    """Adds ``--config FILE`` and repeatable ``--set key.path=value`` to an argparse parser."""
+    parser.add_argument("--config", default=None, help="experiment YAML (default: built-in defaults)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. --set model.num_experts=16 (repeatable)")
+
+
+def config_from_args(args) -> ExperimentConfig:
+    """The validated config named by ``--config`` with every ``--set`` applied."""
+    return load_config(args.config, args.overrides)

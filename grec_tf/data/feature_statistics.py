@@ -1,0 +1,66 @@
+"""Vocabularies and normalization statistics, computed on the training split only.
+
+They are plain JSON-able values so that the model keeps them in its config: the Keras preprocessing
+layers built from them (``StringLookup``, ``Normalization``, the WordPiece tokenizer) travel inside the
+SavedModel, and serving needs no side files.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Dict, List
+
+import numpy as np
+import pandas as pd
+
+from grec_tf.config import ExperimentConfig
+from grec_tf.data.feature_arrays import SEQUENCE_PADDING, feature_array
+
+
+@dataclass
+class FeatureStatistics:
+    """Training-split statistics per feature name.
+
+    ``vocabularies``: categorical / item_id / sequence -> ids ordered by descending frequency.
+    ``moments``: numerical -> [mean, variance].
+    ``text_vocabularies``: text -> WordPiece vocabulary (reserved tokens first).
+    """
+
+    vocabularies: Dict[str, List[str]] = field(default_factory=dict)
+    moments: Dict[str, List[float]] = field(default_factory=dict)
+    text_vocabularies: Dict[str, List[str]] = field(default_factory=dict)
+
+    def to_dict(self) -> Dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Dict) -> "FeatureStatistics":
+        return cls(**values)
+
+
+def frequency_vocabulary(values: np.ndarray, max_size: int) -> List[str]:
+    """Distinct non-empty strings of ``values`` (any shape), most frequent first, ties by value."""
+    counts = pd.Series(values.reshape(-1)).value_counts(sort=False)
+    counts = counts[counts.index != SEQUENCE_PADDING]
+    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [str(k) for k, _ in ordered[:max_size]]
+
+
+def compute_feature_statistics(train: pd.DataFrame, config: ExperimentConfig) -> FeatureStatistics:
+    """Statistics of every declared feature over the training frame."""
+    stats = FeatureStatistics()
+    for feature in config.features:
+        values = feature_array(train, feature)
+        if feature.kind in ("categorical", "item_id", "sequence"):
+            stats.vocabularies[feature.name] = frequency_vocabulary(values, feature.max_vocab)
+        elif feature.kind == "numerical":
+            finite = values[np.isfinite(values)]
+            mean = float(finite.mean()) if finite.size else 0.0
+            variance = float(finite.var()) if finite.size else 1.0
+            stats.moments[feature.name] = [mean, variance if variance > 0 else 1.0]
+        elif feature.kind == "text" and config.model.text_encoder.type == "transformer":
+            from grec_tf.text import build_wordpiece_vocabulary
+
+            stats.text_vocabularies[feature.name] = build_wordpiece_vocabulary(
+                [t for t in values.tolist() if t], config.model.text_encoder.vocab_size)
+    return stats

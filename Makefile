@@ -16,7 +16,7 @@ $(STAMP): setup.py
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m pipelines.demo
+	$(BIN)/python -m pipelines.train --config configs/telecom.yaml --out runs/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests

@@ -23,6 +23,7 @@ setup(
         "tensorboard==2.21.*",
         "matplotlib",
         "aiohttp>=3.9",
+        "orjson",
     ],
     extras_require={
         "test": ["pytest", "nbclient", "nbformat", "ipykernel", "scikit-learn"],

@@ -1,0 +1,127 @@
+"""``quality`` benchmark: AUC/AP per task sentence of GRec and baselines trained with the same budget
+in the same run, next to the oracle when the data has one (telecom).
+
+    python -m pipelines.benchmark quality --out benchmarks/results \
+        [--option config=configs/telecom.yaml] [--option overrides=data.rows=80000;train.epochs=4] \
+        [--option models=grec,mmoe]
+
+Writes ``quality_{dataset}.json`` and ``quality_{dataset}.md``.
+"""
+from __future__ import annotations
+
+import math
+import os
+import platform
+import tempfile
+from typing import Dict, List
+
+import numpy as np
+
+from grec_tf.atomic_files import write_json_atomic, write_text_atomic
+from grec_tf.config import ExperimentConfig, apply_overrides, load_config, parse_config
+from grec_tf.data.sources import load_splits
+from grec_tf.training.trainer import train
+
+#: model variant -> config overrides (all other settings, budget included, are shared)
+VARIANTS: Dict[str, List[str]] = {
+    "grec": ["model.type=grec", "model.routing=task_sentence", "model.num_experts=8", "model.top_k=4"],
+    "grec_task": ["model.type=grec", "model.routing=task", "model.num_experts=8", "model.top_k=4"],
+    "grec_token": ["model.type=grec", "model.routing=token", "model.num_experts=8", "model.top_k=4"],
+    "mmoe": ["model.type=mmoe", "model.num_experts=8"],
+    "shared_bottom": ["model.type=shared_bottom"],
+}
+SPARSE_USE_CASES = ("CVR", "CTCVR")
+
+
+def _variant(config: ExperimentConfig, name: str) -> ExperimentConfig:
+    if name not in VARIANTS:
+        raise ValueError(f"unknown model variant {name!r}; available: {', '.join(VARIANTS)}")
+    return parse_config(apply_overrides(config.to_dict(), VARIANTS[name]), source=f"variant {name}")
+
+
+def _mean(values: List[float]) -> float:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def summarize(results: Dict[str, Dict], sentences: List[str], oracle: Dict[str, Dict]) -> Dict[str, Dict]:
+    """Per model: mean AUC, mean AUC gap to the oracle, mean AP over the sparse use cases."""
+    sparse = [s for s in sentences if s.split("/", 1)[1] in SPARSE_USE_CASES]
+    summary = {}
+    for name, metrics in results.items():
+        test = metrics["test"]
+        row = {"mean_auc": _mean([test[s]["auc"] for s in sentences]),
+               "mean_ap_sparse": _mean([test[s]["ap"] for s in sparse]) if sparse else None,
+               "train_seconds": metrics["train"]["seconds"], "steps": metrics["train"]["steps"],
+               "params": metrics["model"]["params"]}
+        if oracle:
+            row["mean_auc_gap_to_oracle"] = _mean([oracle[s]["auc"] - test[s]["auc"] for s in sentences])
+        summary[name] = row
+    return summary
+
+
+def _markdown(dataset: str, config: ExperimentConfig, results: Dict, sentences: List[str], oracle: Dict,
+              summary: Dict, targets: Dict) -> str:
+    names = list(results)
+    lines = [f"# `quality` benchmark: {dataset}", "",
+             f"Data: `{config.data.source}`, {config.data.rows:,} impressions (seed {config.data.seed})"
+             if config.data.source == "telecom" else f"Data: `{config.data.source}` at `{config.data.path}`",
+             f"Budget shared by every model: {config.train.epochs} epochs max (early stopping patience "
+             f"{config.train.early_stopping_patience}), batch {config.data.batch_size}, Adam lr "
+             f"{config.train.learning_rate}, d_model {config.model.d_model}, expert hidden {config.model.expert_hidden}.",
+             f"Machine: {platform.machine()}, {os.cpu_count()} cores; all models trained in this one run.", "",
+             "## Summary", "",
+             "| model | mean AUC | mean AUC gap to oracle | mean AP (CVR, CTCVR) | params | steps | train s |",
+             "|---|---|---|---|---|---|---|"]
+    fmt = lambda v: "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"  # noqa: E731
+    for name in names:
+        s = summary[name]
+        lines.append(f"| {name} | {fmt(s['mean_auc'])} | {fmt(s.get('mean_auc_gap_to_oracle'))} | "
+                     f"{fmt(s['mean_ap_sparse'])} | {s['params']:,} | {s['steps']} | {s['train_seconds']:.0f} |")
+    if targets:
+        lines += ["", "## Targets", ""] + [f"- {k}: {'pass' if v['pass'] else 'FAIL'} ({v['detail']})"
+                                         for k, v in targets.items()]
+    header = ["task sentence", "rows"] + (["oracle AUC"] if oracle else []) + [f"{n} AUC" for n in names] + \
+        (["oracle AP"] if oracle else []) + [f"{n} AP" for n in names]
+    lines += ["", "## Per task sentence (test split)", "", "| " + " | ".join(header) + " |",
+              "|" + "---|" * len(header)]
+    for s in sentences:
+        first = results[names[0]]["test"][s]
+        cells = [s, str(first["rows"])] + ([fmt(oracle[s]["auc"])] if oracle else []) + \
+            [fmt(results[n]["test"][s]["auc"]) for n in names] + ([fmt(oracle[s]["ap"])] if oracle else []) + \
+            [fmt(results[n]["test"][s]["ap"]) for n in names]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run(out_dir: str, config: str = "configs/telecom.yaml", overrides: str = "", models: str = "grec,mmoe",
+        verbose: str = "2") -> Dict:
+    """Trains each model variant on the same splits and writes the comparison."""
+    base = load_config(config, [item for item in overrides.split(";") if item.strip()])
+    dataset = base.data.source
+    with tempfile.TemporaryDirectory(prefix="grec-quality-") as work:
+        splits = load_splits(base, default_dir=os.path.join(work, "data"))
+        results = {}
+        for name in [m.strip() for m in models.split(",") if m.strip()]:
+            print(f"== training {name}", flush=True)
+            results[name] = train(_variant(base, name), os.path.join(work, name), splits, verbose=int(verbose)).metrics
+    first = next(iter(results.values()))
+    sentences = [k for k in first["test"] if not k.startswith("use_case/")]
+    oracle = first.get("oracle", {})
+    summary = summarize(results, sentences, oracle)
+    targets = {}
+    if oracle and "grec" in summary:
+        gap = summary["grec"]["mean_auc_gap_to_oracle"]
+        targets["GRec mean AUC gap to oracle <= 0.02"] = {"pass": bool(gap <= 0.02), "detail": f"{gap:.4f}"}
+    if "grec" in summary and "mmoe" in summary and summary["grec"]["mean_ap_sparse"] is not None:
+        g, m = summary["grec"]["mean_ap_sparse"], summary["mmoe"]["mean_ap_sparse"]
+        targets["GRec beats MMoE on mean AP over CVR and CTCVR"] = {"pass": bool(g > m),
+                                                                     "detail": f"{g:.4f} vs {m:.4f}"}
+    report = {"dataset": dataset, "config": base.to_dict(), "summary": summary, "targets": targets,
+              "oracle": oracle, "models": {n: {"test": r["test"], "model": r["model"], "train": r["train"]}
+                                           for n, r in results.items()}}
+    os.makedirs(out_dir, exist_ok=True)
+    write_json_atomic(os.path.join(out_dir, f"quality_{dataset}.json"), report)
+    write_text_atomic(os.path.join(out_dir, f"quality_{dataset}.md"),
+                      _markdown(dataset, base, results, sentences, oracle, summary, targets))
+    return report

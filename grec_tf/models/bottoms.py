@@ -1,0 +1,103 @@
+"""Shared bottoms between the input tokens and the towers: GRec's sparse MoE and the baselines.
+
+Every bottom maps the token stack [B, S, D] (and the route ids) to the towers' input: [B, H] when all
+towers share one representation, or [B, T, H] when each tower gets its own (MMoE).
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional, Tuple
+
+import tensorflow as tf
+
+from grec_tf.layers import MultiQueryAttention, ParallelTransformerBlock, SparseMoE
+
+
+@tf.keras.utils.register_keras_serializable(package="grec_tf")
+class SparseMoEBottom(tf.keras.layers.Layer):
+    """GRec: one parallel block mixes the S tokens, a routed sparse MoE transforms them, and a learned
+    query attention-pools them to one vector.
+
+    Call: tokens [B, S, D], flow_id [B], use_case_id [B] -> ([B, D], dispatch [B, E]).
+    """
+
+    def __init__(self, d_model: int, num_heads: int, moe: Dict, dropout: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.d_model, self.num_heads, self.moe_config, self.dropout = d_model, num_heads, dict(moe), dropout
+        key_dim = max(d_model // num_heads, 8)
+        self.mixer = ParallelTransformerBlock(num_heads=num_heads, key_dim=key_dim, mlp_dim=2 * d_model,
+                                              dropout=dropout, name="token_mixer")
+        self.moe = SparseMoE(**self.moe_config, name="sparse_moe")
+        self.pool_attention = MultiQueryAttention(num_heads=num_heads, key_dim=key_dim, name="attention_pool")
+
+    def build(self, input_shape) -> None:
+        self.pool_query = self.add_weight(name="pool_query", shape=(1, 1, self.d_model), initializer="glorot_uniform")
+        super().build(input_shape)
+
+    def call(self, tokens: tf.Tensor, flow_id: tf.Tensor, use_case_id: tf.Tensor,
+             training=None) -> Tuple[tf.Tensor, tf.Tensor]:
+        x = self.mixer(tokens, training=training)
+        x, dispatch = self.moe(x, flow_id=flow_id, use_case_id=use_case_id, training=training, return_routing=True)
+        query = tf.tile(tf.cast(self.pool_query, x.dtype), [tf.shape(x)[0], 1, 1])
+        pooled = self.pool_attention(query, x, training=training)[:, 0] + tf.reduce_mean(x, axis=1)
+        return pooled, dispatch
+
+    def get_config(self) -> Dict:
+        return {**super().get_config(), "d_model": self.d_model, "num_heads": self.num_heads,
+                "moe": self.moe_config, "dropout": self.dropout}
+
+
+@tf.keras.utils.register_keras_serializable(package="grec_tf")
+class MMoEBottom(tf.keras.layers.Layer):
+    """MMoE (Ma et al., KDD '18): E dense expert MLPs over the flattened tokens, all computed, and one
+    softmax gate per tower mixing them.
+
+    Call: tokens [B, S, D] -> ([B, T, H], gate weights [B, T, E]).
+    """
+
+    def __init__(self, num_experts: int, num_towers: int, hidden_dim: int, output_dim: int, **kwargs):
+        super().__init__(**kwargs)
+        self.num_experts, self.num_towers = num_experts, num_towers
+        self.hidden_dim, self.output_dim = hidden_dim, output_dim
+        self.gates = tf.keras.layers.Dense(num_towers * num_experts, name="gates")
+
+    def build(self, input_shape) -> None:
+        width = int(input_shape[1]) * int(input_shape[2])
+        E, F, H = self.num_experts, self.hidden_dim, self.output_dim
+        self.w_in = self.add_weight(name="w_in", shape=(E, width, F), initializer="glorot_uniform")
+        self.b_in = self.add_weight(name="b_in", shape=(E, F), initializer="zeros")
+        self.w_out = self.add_weight(name="w_out", shape=(E, F, H), initializer="glorot_uniform")
+        self.b_out = self.add_weight(name="b_out", shape=(E, H), initializer="zeros")
+        super().build(input_shape)
+
+    def call(self, tokens: tf.Tensor, flow_id=None, use_case_id=None, training=None) -> Tuple[tf.Tensor, tf.Tensor]:
+        x = tf.reshape(tokens, [tf.shape(tokens)[0], -1])
+        dtype = x.dtype
+        h = tf.nn.gelu(tf.einsum("bi,eif->bef", x, tf.cast(self.w_in, dtype)) + tf.cast(self.b_in, dtype))
+        experts = tf.einsum("bef,efh->beh", h, tf.cast(self.w_out, dtype)) + tf.cast(self.b_out, dtype)
+        logits = tf.reshape(tf.cast(self.gates(x), tf.float32), [-1, self.num_towers, self.num_experts])
+        gates = tf.nn.softmax(logits, axis=-1)
+        return tf.einsum("bte,beh->bth", tf.cast(gates, dtype), experts), gates
+
+    def get_config(self) -> Dict:
+        return {**super().get_config(), "num_experts": self.num_experts, "num_towers": self.num_towers,
+                "hidden_dim": self.hidden_dim, "output_dim": self.output_dim}
+
+
+@tf.keras.utils.register_keras_serializable(package="grec_tf")
+class SharedBottom(tf.keras.layers.Layer):
+    """Shared-bottom (Caruana '97): one MLP over the flattened tokens shared by every tower.
+
+    Call: tokens [B, S, D] -> ([B, H], None).
+    """
+
+    def __init__(self, hidden_dim: int, output_dim: int, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_dim, self.output_dim = hidden_dim, output_dim
+        self.mlp = tf.keras.Sequential([tf.keras.layers.Dense(hidden_dim, activation="gelu"),
+                                        tf.keras.layers.Dense(output_dim, activation="gelu")], name="mlp")
+
+    def call(self, tokens: tf.Tensor, flow_id=None, use_case_id=None, training=None) -> Tuple[tf.Tensor, None]:
+        return self.mlp(tf.reshape(tokens, [tf.shape(tokens)[0], tokens.shape[1] * tokens.shape[2]])), None
+
+    def get_config(self) -> Dict:
+        return {**super().get_config(), "hidden_dim": self.hidden_dim, "output_dim": self.output_dim}

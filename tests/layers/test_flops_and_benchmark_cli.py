@@ -1,0 +1,97 @@
+"""count_flops (Einsum registered, data-dependent shapes resolved) and the benchmark CLI/report."""
+import grec_tf  # noqa: F401
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from grec_tf.layers import SparseMoE
+from grec_tf.profiling import count_flops
+from pipelines import benchmark
+
+
+def test_einsum_is_priced_like_matmul():
+    w = tf.Variable(tf.random.normal([64, 32]))
+
+    @tf.function
+    def by_einsum(x):
+        return tf.einsum("bld,df->blf", x, w)
+
+    @tf.function
+    def by_matmul(x):
+        return tf.matmul(tf.reshape(x, [-1, 64]), w)
+
+    expected = 2 * 8 * 5 * 64 * 32
+    assert count_flops(by_einsum, tf.TensorSpec([8, 5, 64])) == expected
+    assert count_flops(by_matmul, tf.random.normal([8, 5, 64])) == expected + 0  # reshape is free
+    # Broadcast batch dims (ellipsis) and batched einsum.
+    v = tf.Variable(tf.random.normal([3, 16, 4]))
+
+    @tf.function
+    def batched(x):
+        return tf.einsum("...nd,edf->...enf", x, v)
+
+    assert count_flops(batched, tf.TensorSpec([2, 7, 16])) == 2 * 2 * 3 * 7 * 16 * 4
+
+
+def _moe_flops(routing, experts, top_k, x, flow, use_case):
+    layer = SparseMoE(experts, top_k, 64, routing, num_flows=2, num_use_cases=3, load_balance_weight=0.0,
+                      z_loss_weight=0.0)
+    layer(x, flow, use_case)
+    return count_flops(tf.function(lambda a, b, c: layer(a, b, c)), x, flow, use_case)
+
+
+@pytest.mark.parametrize("routing", ["token", "task_sentence"])
+def test_moe_flops_follow_k_not_e(routing):
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.standard_normal((32, 2, 32)), tf.float32)
+    flow = tf.constant(rng.integers(0, 2, 32), tf.int32)
+    use_case = tf.constant(rng.integers(0, 3, 32), tf.int32)
+    expert_matmuls = 2 * 2 * 32 * 2 * 32 * 64  # 2 matmuls x 2 flops x tokens x D x F, per selected expert
+    small = _moe_flops(routing, 4, 2, x, flow, use_case)
+    wide = _moe_flops(routing, 16, 2, x, flow, use_case)
+    assert 2 * expert_matmuls <= small < 1.3 * 2 * expert_matmuls  # data-dependent shapes were resolved
+    assert abs(wide - small) / small < 0.1
+    assert _moe_flops(routing, 4, 4, x, flow, use_case) > 1.8 * small
+
+
+def test_benchmark_cli_unknown_name_lists_names(capsys):
+    with pytest.raises(SystemExit):
+        benchmark.main(["no_such_benchmark"])
+    err = capsys.readouterr().err
+    assert "unknown benchmark 'no_such_benchmark'" in err and "layers" in err
+    with pytest.raises(ValueError, match="available: layers"):
+        benchmark.resolve("nope")
+    assert callable(benchmark.resolve("layers"))
+
+
+def test_layers_report_renders_targets():
+    from grec_tf.benchmarks.layers import render_markdown
+    moe = {r: {k: {"ms": 10.0, "gflops": 1.0} for k in ("2", "4")}
+           for r in ("token", "sentence", "task", "task_sentence")}
+    moe["dense"] = {k: {"ms": 40.0, "gflops": 4.0} for k in ("2", "4")}
+    targets = [{"what": f"moe {r} k={k} ms <= 1.2 x (k/E) x dense ms", "ratio_to_flop_proportional": 1.0,
+                "pass": True} for r in ("token", "task") for k in ("2", "4")]
+    results = {"moe": moe, "attention": {"mqa_ms": 5.0, "mha_ms": 10.0, "mqa_gflops": 1.0, "mha_gflops": 2.0},
+               "flops_e8_vs_e32": {"task": {"e8_gflops": 1.0, "e32_gflops": 1.01, "growth": 0.01}},
+               "targets": targets, "all_targets_pass": True,
+               "workload": {"rows": 2048, "row": "token", "examples": 512, "tokens_per_example": 4, "D": 256,
+                            "F": 1024, "E": 8, "distinct_task_sentences_in_batch": 12, "step": "fwd+bwd",
+                            "timing": "median", "policy": "float32", "gflops": "per step",
+                            "attention": {"batch": 2048, "length": 16, "heads": 8, "key_dim": 32}},
+               "machine": {"cpu": "cpu", "cores": 2, "tensorflow": tf.__version__}}
+    text = render_markdown(results)
+    assert "| task | 4 |" in text and "MQA / MHA = 0.50" in text and "All targets pass: **yes**" in text
+
+
+def test_batch_matmul_gradients_priced_with_adjoint():
+    """TF's own BatchMatMulV2 statistic ignores adj_x (weight gradients mispriced); ours must not."""
+    w = tf.Variable(tf.random.normal([3, 16, 8]))
+
+    @tf.function
+    def forward_backward(x):
+        with tf.GradientTape() as tape:
+            y = tf.matmul(x, w)  # [3, 40, 16] x [3, 16, 8]
+        return y, tape.gradient(y, w)  # grad = matmul(x, dy, adjoint_a=True): contracts over the 40 rows
+
+    forward = 2 * 3 * 40 * 16 * 8
+    assert count_flops(forward_backward, tf.TensorSpec([3, 40, 16])) == 2 * forward

@@ -1,0 +1,129 @@
+"""The assembled multi-task ranker: shapes, routing by task sentence, the masked per-use-case loss,
+learning on planted data, baselines, unknown inputs, and mixed precision."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import grec_tf  # noqa: F401
+from grec_tf.data.dataset import make_dataset
+from grec_tf.data.feature_arrays import frame_to_arrays
+from grec_tf.data.feature_statistics import compute_feature_statistics
+from grec_tf.metrics import roc_auc
+from grec_tf.models.multi_task_ranker import MultiTaskRanker
+from grec_tf.training.trainer import build_model
+from tests.tiny_experiment import tiny_config, tiny_frame
+
+
+@pytest.fixture(scope="module")
+def frame():
+    return tiny_frame(768, seed=3)
+
+
+def _batch(frame, config, rows=None):
+    arrays = frame_to_arrays(frame if rows is None else frame.iloc[:rows], config)
+    return {k: tf.constant(v.astype(str) if v.dtype == object else v) for k, v in arrays.items()}
+
+
+def _model(frame, **model):
+    config = tiny_config(**model)
+    return config, build_model(config, compute_feature_statistics(frame, config))
+
+
+def test_outputs_and_task_sentence_routing(frame):
+    config, model = _model(frame)
+    batch = _batch(frame, config, 64)
+    out = model(batch, training=False)
+    assert out["probability"].shape == [64] and out["logits"].shape == [64, len(config.data.use_cases) + 1]
+    p = out["probability"].numpy()
+    assert np.all((p > 0) & (p < 1))
+    # The row's logit is the tower of its own use case.
+    expected = out["logits"].numpy()[np.arange(64), out["use_case_id"].numpy()]
+    np.testing.assert_allclose(out["logit"].numpy(), expected, rtol=1e-6)
+    routing = out["routing"].numpy()
+    assert routing.shape == (64, config.model.num_experts)
+    keys = [f"{f}/{u}" for f, u in zip(batch["flow"].numpy(), batch["use_case"].numpy())]
+    for key in set(keys):
+        rows = routing[[k == key for k in keys]]
+        np.testing.assert_allclose(rows, np.repeat(rows[:1], len(rows), axis=0), atol=1e-6)
+        assert (rows[0] > 0).sum() == config.model.top_k
+
+
+def test_loss_is_mean_cross_entropy_per_use_case(frame):
+    config, model = _model(frame, loss_weights={"CTR": 1.0, "CVR": 3.0})
+    batch = _batch(frame, config, 128)
+    loss = float(model.compute_loss(batch, training=False))
+    out = model(batch, training=False)
+    labels = batch["label"].numpy()
+    logits = out["logit"].numpy().astype(np.float64)
+    bce = np.maximum(logits, 0) - logits * labels + np.log1p(np.exp(-np.abs(logits)))
+    use_case = batch["use_case"].numpy().astype(str)
+    expected = bce[use_case == "CTR"].mean() + 3.0 * bce[use_case == "CVR"].mean()
+    assert loss == pytest.approx(expected, rel=1e-4)
+
+
+@pytest.mark.parametrize("model_type", ["grec", "mmoe", "shared_bottom"])
+def test_learns_planted_signal(frame, model_type):
+    config, model = _model(frame, type=model_type)
+    test = tiny_frame(512, seed=11)
+    before = model(_batch(test, config), training=False)["probability"].numpy()
+    ds = make_dataset(frame_to_arrays(frame, config), 64, shuffle=True, seed=0)
+    history = model.fit(ds, epochs=8, verbose=0)
+    after = model(_batch(test, config), training=False)["probability"].numpy()
+    labels = test["label"].to_numpy()
+    assert history.history["total_loss"][-1] < history.history["total_loss"][0]
+    assert roc_auc(labels, after) > 0.7
+    assert roc_auc(labels, after) > roc_auc(labels, before) + 0.05
+
+
+def test_unknown_values_are_scored(frame):
+    config, model = _model(frame)
+    odd = frame.iloc[:4].copy()
+    odd["plan"] = "never-seen"
+    odd["item_id"] = "unknown-item"
+    odd["query"] = ["", "zzzz qqqq", "", "apple"]
+    odd["viewed"] = [[], ["nope"], [], ["i1"] * 30]
+    odd["flow"] = ["AAL", "MARS", "EUP", "AAL"]
+    p = model(_batch(odd, config), training=False)["probability"].numpy()
+    assert np.all(np.isfinite(p)) and p.shape == (4,)
+
+
+def test_mixed_bfloat16(frame):
+    config = tiny_config()
+    config.train.mixed_precision = "mixed_bfloat16"
+    try:
+        model = build_model(config, compute_feature_statistics(frame, config))
+        batch = _batch(frame, config, 32)
+        out = model(batch, training=True)
+        assert out["logits"].dtype == tf.float32 and out["routing"].dtype == tf.float32
+        assert model.bottom.moe.compute_dtype == "bfloat16"
+        with tf.GradientTape() as tape:
+            loss = model.compute_loss(batch, training=True) + tf.add_n(model.losses)
+        grads = tape.gradient(loss, model.trainable_variables)
+        assert np.isfinite(float(loss))
+        assert sum(g is not None for g in grads) > 0.9 * len(grads)
+    finally:
+        tf.keras.mixed_precision.set_global_policy("float32")
+
+
+def test_grec_config_with_local_hub_text_encoder_trains(frame, tmp_path):
+    """The config names a local SavedModel as the query encoder: it loads through hub.KerasLayer inside
+    GRec and a training step updates the model but not the frozen encoder."""
+    from tests.text.test_hub_text_encoder import export_tiny_text_encoder
+
+    vocab_dir = tmp_path / "vocab"
+    vocab_dir.mkdir()
+    handle = tmp_path / "encoder"
+    export_tiny_text_encoder(handle, vocab_dir)
+    config, model = _model(frame, text_encoder={"type": "hub", "handle": str(handle), "trainable": False})
+    assert model.statistics.text_vocabularies == {}  # no WordPiece vocabulary learned for a hub encoder
+    encoder = model.text_encoders[0]
+    assert type(encoder).__name__ == "HubTextEncoder"
+    batch = _batch(frame, config, 64)
+    model(batch)
+    frozen = [v.numpy().copy() for v in encoder.encoder.variables]
+    assert frozen and not encoder.encoder.trainable_weights
+    projection_before = [w.numpy().copy() for w in encoder.trainable_weights]
+    history = model.fit(make_dataset(frame_to_arrays(frame.iloc[:128], config), 64), epochs=1, verbose=0)
+    assert np.isfinite(history.history["total_loss"][0])
+    assert any(not np.allclose(a, b.numpy()) for a, b in zip(projection_before, encoder.trainable_weights))
+    assert all(np.allclose(a, b.numpy()) for a, b in zip(frozen, encoder.encoder.variables))

@@ -76,6 +76,8 @@ def feature_array(frame: pd.DataFrame, feature: FeatureConfig) -> np.ndarray:
         return padded_sequence(column, feature.max_length)
     if feature.kind == "embedding":
         return dense_vectors(column, feature.dim)
+    if feature.kind == "text":
+        column = column.fillna("")  # a missing query is an empty query
     return as_string_array(column)
 
 

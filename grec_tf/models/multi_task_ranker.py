@@ -93,6 +93,15 @@ class MultiTaskRanker(tfrs.models.Model):
             for uc in self.use_cases}
         self.use_case_losses = {uc: tf.keras.metrics.Mean(name=f"{uc}_loss") for uc in self.use_cases}
 
+    def get_config(self) -> Dict:
+        return {"config": self.config.to_dict(), "statistics": self.statistics.to_dict()}
+
+    @classmethod
+    def from_config(cls, values: Dict) -> "MultiTaskRanker":
+        from grec_tf.config import parse_config
+
+        return cls(parse_config(values["config"]), FeatureStatistics.from_dict(values["statistics"]))
+
     # -- forward -----------------------------------------------------------------------------------
     def tokens(self, features: Dict[str, tf.Tensor], training=None) -> Dict[str, tf.Tensor]:
         """Route ids and the token stack [B, S, D] of a feature dict."""

@@ -127,3 +127,14 @@ def test_grec_config_with_local_hub_text_encoder_trains(frame, tmp_path):
     assert np.isfinite(history.history["total_loss"][0])
     assert any(not np.allclose(a, b.numpy()) for a, b in zip(projection_before, encoder.trainable_weights))
     assert all(np.allclose(a, b.numpy()) for a, b in zip(frozen, encoder.encoder.variables))
+
+
+def test_get_config_round_trip_rebuilds_the_same_model(frame):
+    config, model = _model(frame)
+    batch = _batch(frame, config, 32)
+    expected = model(batch, training=False)["probability"].numpy()
+    clone = MultiTaskRanker.from_config(model.get_config())
+    clone(batch, training=False)
+    clone.set_weights(model.get_weights())
+    np.testing.assert_allclose(clone(batch, training=False)["probability"].numpy(), expected, atol=1e-6)
+    assert clone.statistics.vocabularies == model.statistics.vocabularies

@@ -54,6 +54,13 @@ def test_train_cli_metrics_table_and_export(tmp_path, capsys):
         assert len(values) == 4 and sum(v > 0 for v in values) == 2
     assert os.path.isfile(os.path.join(out, "exports", "grec", "1", "saved_model.pb"))
     assert any(name.startswith("events") for name in os.listdir(os.path.join(out, "logs", "train")))
+    tags = set()
+    for folder in ("train", "utilization"):
+        for name in os.listdir(os.path.join(out, "logs", folder)):
+            for event in tf.compat.v1.train.summary_iterator(os.path.join(out, "logs", folder, name)):
+                tags.update(value.tag for value in event.summary.value)
+    assert {"epoch_CTR_loss", "epoch_CVR_loss", "epoch_CTR_auc", "epoch_total_loss"} <= tags
+    assert {f"utilization/AAL_CTR/expert_{e}" for e in range(4)} <= tags
     backup = os.path.join(out, "backup")
     assert not os.path.exists(backup) or not os.listdir(backup)  # emptied once training completed
 

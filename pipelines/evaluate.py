@@ -4,7 +4,6 @@ Scores a split of the run's data (as its config.yaml describes it, with any --se
 run's final weights and prints AUC, AP, GAUC and logloss per task sentence next to the oracle's.
 """
 import argparse
-import json
 import os
 import sys
 

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from grec_tf.data.long_format import wide_to_long
-from grec_tf.data.validation import numeric_column, read_table
+from grec_tf.data.validation import map_label_values, numeric_column, read_table
 from grec_tf.errors import DataError
 
 CATEGORICAL_COLUMNS = ("workclass", "education", "occupation", "relationship", "race", "gender",
@@ -77,13 +77,7 @@ def load_adult(path: str, flow: str = DEFAULT_FLOW) -> pd.DataFrame:
         frame[name] = numeric_column(raw[name], path)
 
     income = _strings(raw["income"], path).str.replace(" ", "", regex=False).str.rstrip(".").str.upper()
-    mapped = income.map(_INCOME_VALUES)
-    bad = mapped.isna().to_numpy()
-    if bad.any():
-        row = int(np.argmax(bad))
-        raise DataError(f"income value {raw['income'].iloc[row]!r}; expected '<=50K' or '>50K'",
-                        file=path, column="income", row=row)
-    frame["income"] = mapped.to_numpy(dtype=np.int64)
+    frame["income"] = map_label_values(raw["income"], income, _INCOME_VALUES, path, "income", "'<=50K' or '>50K'")
     marital = _strings(raw["marital_status"], path)
     frame["never_married"] = (marital == NEVER_MARRIED).to_numpy(dtype=np.int64)
     return wide_to_long(frame, {"income": "income", "never_married": "never_married"}, flow=flow,

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from grec_tf.data.long_format import wide_to_long
-from grec_tf.data.validation import check_file, numeric_column
+from grec_tf.data.validation import check_file, map_label_values, numeric_column
 from grec_tf.errors import DataError
 
 #: (name, kind) of the 42 fields, in file order (UCI census-income.names).
@@ -137,13 +137,8 @@ def load_census_income(path: str, flow: str = DEFAULT_FLOW) -> pd.DataFrame:
         frame[name] = numeric_column(raw[name], path)
 
     income = raw["income"].str.replace(" ", "", regex=False).str.rstrip(".")
-    mapped = income.map(_INCOME_VALUES)
-    bad = mapped.isna().to_numpy()
-    if bad.any():
-        row = int(np.argmax(bad))
-        raise DataError(f"income value {raw['income'].iloc[row]!r}; expected '- 50000.' or '50000+.'",
-                        file=path, column="income", row=row)
-    frame["income"] = mapped.to_numpy(dtype=np.int64)
+    frame["income"] = map_label_values(raw["income"], income, _INCOME_VALUES, path, "income",
+                                       "'- 50000.' or '50000+.'")
     frame["never_married"] = (raw["marital_stat"].str.strip() == NEVER_MARRIED).to_numpy(dtype=np.int64)
     return wide_to_long(frame, {"income": "income", "never_married": "never_married"}, flow=flow,
                         file=path)

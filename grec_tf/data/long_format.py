@@ -131,7 +131,7 @@ def wide_to_long(frame: pd.DataFrame, rules: Mapping[str, RuleSpec], *, flow: Op
                         file=file, column=FLOW_COLUMN)
     for name in (USE_CASE_COLUMN, label_column) + ((FLOW_COLUMN,) if flow is not None else ()):
         if name in frame.columns and name not in sources:
-            raise DataError(f"column would be overwritten by the wide-to-long conversion; rename it",
+            raise DataError("column would be overwritten by the wide-to-long conversion; rename it",
                             file=file, column=name)
 
     bits = {c: frame[c].to_numpy(dtype="float64", na_value=np.nan) == 1.0 for c in sources}

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Iterable, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -428,6 +428,17 @@ def check_binary(series: pd.Series, file: str, column: str, what: str = "label")
     if row is not None:
         raise DataError(f"{what} {_short(_value_at(series, row))}; expected 0 or 1",
                         file=file, column=column, row=row)
+
+
+def map_label_values(raw: pd.Series, normalized: pd.Series, mapping: Dict[str, int], file: str, column: str,
+                     expected: str) -> np.ndarray:
+    """int64 [N] labels from raw label strings: ``normalized`` (cleaned ``raw``) looked up in ``mapping``;
+    the first value not in it raises, quoting the raw value and what was ``expected``."""
+    mapped = normalized.map(mapping)
+    row = _first(mapped.isna().to_numpy())
+    if row is not None:
+        raise DataError(f"{column} value {raw.iloc[row]!r}; expected {expected}", file=file, column=column, row=row)
+    return mapped.to_numpy(dtype=np.int64)
 
 
 def check_feature(series: pd.Series, feature: FeatureConfig, file: str) -> None:

@@ -5,7 +5,7 @@ towers share one representation, or [B, T, H] when each tower gets its own (MMoE
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
 
 import tensorflow as tf
 
@@ -70,7 +70,7 @@ class MMoEBottom(tf.keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, tokens: tf.Tensor, flow_id=None, use_case_id=None, training=None) -> Tuple[tf.Tensor, tf.Tensor]:
-        x = tf.reshape(tokens, [tf.shape(tokens)[0], -1])
+        x = tf.reshape(tokens, [-1, tokens.shape[1] * tokens.shape[2]])  # static width for the gate layer
         dtype = x.dtype
         h = tf.nn.gelu(tf.einsum("bi,eif->bef", x, tf.cast(self.w_in, dtype)) + tf.cast(self.b_in, dtype))
         experts = tf.einsum("bef,efh->beh", h, tf.cast(self.w_out, dtype)) + tf.cast(self.b_out, dtype)
@@ -97,7 +97,7 @@ class SharedBottom(tf.keras.layers.Layer):
                                         tf.keras.layers.Dense(output_dim, activation="gelu")], name="mlp")
 
     def call(self, tokens: tf.Tensor, flow_id=None, use_case_id=None, training=None) -> Tuple[tf.Tensor, None]:
-        return self.mlp(tf.reshape(tokens, [tf.shape(tokens)[0], tokens.shape[1] * tokens.shape[2]])), None
+        return self.mlp(tf.reshape(tokens, [-1, tokens.shape[1] * tokens.shape[2]])), None
 
     def get_config(self) -> Dict:
         return {**super().get_config(), "hidden_dim": self.hidden_dim, "output_dim": self.output_dim}

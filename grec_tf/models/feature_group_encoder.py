@@ -1,7 +1,7 @@
 """Wide & deep encoder of one feature group (the context, or the candidate item) into one token."""
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import tensorflow as tf
 

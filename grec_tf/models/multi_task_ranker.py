@@ -1,7 +1,7 @@
 """The multi-task ranking model: GRec (sparse MoE with task-sentence routing) or a baseline bottom."""
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
@@ -92,6 +92,8 @@ class MultiTaskRanker(tfrs.models.Model):
                 name=f"{uc}_ranking")
             for uc in self.use_cases}
         self.use_case_losses = {uc: tf.keras.metrics.Mean(name=f"{uc}_loss") for uc in self.use_cases}
+        # TFRS reports the last batch's loss; this is the epoch mean (what early stopping watches).
+        self.task_loss = tf.keras.metrics.Mean(name="task_loss")
 
     def get_config(self) -> Dict:
         return {"config": self.config.to_dict(), "statistics": self.statistics.to_dict()}
@@ -154,4 +156,5 @@ class MultiTaskRanker(tfrs.models.Model):
             mean = tf.math.divide_no_nan(summed, rows)
             self.use_case_losses[use_case].update_state(mean, sample_weight=tf.minimum(rows, 1.0))
             total += self.config.model.loss_weights.get(use_case, 1.0) * mean
+        self.task_loss.update_state(total, sample_weight=tf.cast(tf.shape(labels)[0], tf.float32))
         return total

@@ -6,11 +6,10 @@ restarted on the same ``out`` folder continues from there.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 import numpy as np
 import pandas as pd
@@ -97,7 +96,7 @@ def train(config: ExperimentConfig, out_dir: str, splits: Dict[str, pd.DataFrame
     standard = [
         tf.keras.callbacks.BackupAndRestore(os.path.join(out_dir, "backup"), save_freq=config.train.checkpoint_every),
         tf.keras.callbacks.TensorBoard(log_dir, update_freq=max(config.train.checkpoint_every // 4, 1)),
-        tf.keras.callbacks.EarlyStopping(monitor="val_total_loss", patience=config.train.early_stopping_patience,
+        tf.keras.callbacks.EarlyStopping(monitor="val_task_loss", patience=config.train.early_stopping_patience,
                                          restore_best_weights=True, verbose=verbose),
         utilization,
     ]

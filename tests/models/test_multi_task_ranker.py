@@ -62,16 +62,22 @@ def test_loss_is_mean_cross_entropy_per_use_case(frame):
 
 
 @pytest.mark.parametrize("model_type", ["grec", "mmoe", "shared_bottom"])
-def test_learns_planted_signal(frame, model_type):
-    config, model = _model(frame, type=model_type)
+def test_learns_planted_signal(model_type):
+    train = tiny_frame(1536, seed=3)
     test = tiny_frame(512, seed=11)
-    before = model(_batch(test, config), training=False)["probability"].numpy()
-    ds = make_dataset(frame_to_arrays(frame, config), 64, shuffle=True, seed=0)
-    history = model.fit(ds, epochs=8, verbose=0)
-    after = model(_batch(test, config), training=False)["probability"].numpy()
     labels = test["label"].to_numpy()
-    assert history.history["total_loss"][-1] < history.history["total_loss"][0]
-    assert roc_auc(labels, after) > 0.7
+    oracle = roc_auc(labels, test["oracle_p"].to_numpy())
+    tf.keras.utils.set_random_seed(0)
+    config, untrained = _model(train, type=model_type)
+    before = untrained(_batch(test, config), training=False)["probability"].numpy()
+    tf.keras.utils.set_random_seed(0)
+    _, model = _model(train, type=model_type)
+    # fit on a model never called eagerly: every layer must build from symbolic shapes
+    ds = make_dataset(frame_to_arrays(train, config), 64, shuffle=True, seed=0)
+    history = model.fit(ds, epochs=4, verbose=0)
+    after = model(_batch(test, config), training=False)["probability"].numpy()
+    assert history.history["task_loss"][-1] < history.history["task_loss"][0]  # epoch means
+    assert roc_auc(labels, after) > 0.7 and roc_auc(labels, after) > oracle - 0.08
     assert roc_auc(labels, after) > roc_auc(labels, before) + 0.05
 
 
@@ -138,3 +144,10 @@ def test_get_config_round_trip_rebuilds_the_same_model(frame):
     clone.set_weights(model.get_weights())
     np.testing.assert_allclose(clone(batch, training=False)["probability"].numpy(), expected, atol=1e-6)
     assert clone.statistics.vocabularies == model.statistics.vocabularies
+
+
+def test_task_loss_metric_is_the_row_weighted_epoch_mean(frame):
+    config, model = _model(frame)
+    batches = [_batch(frame.iloc[i * 64:(i + 1) * 64], config) for i in range(3)]
+    losses = [float(model.compute_loss(b, training=False)) for b in batches]
+    assert float(model.task_loss.result()) == pytest.approx(np.mean(losses), rel=1e-5)

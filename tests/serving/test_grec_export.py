@@ -1,6 +1,5 @@
 """The exported GRec SavedModel: both signatures, raw inputs, reload without project code, and the
 local REST server answering with the in-memory model's predictions."""
-import json
 import os
 import subprocess
 import sys

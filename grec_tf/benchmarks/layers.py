@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Dict, List
@@ -27,6 +26,7 @@ from typing import Callable, Dict, List
 import numpy as np
 import tensorflow as tf
 
+from grec_tf.atomic_files import write_text_atomic
 from grec_tf.layers import MultiQueryAttention, SparseMoE, dense_moe_reference
 from grec_tf.profiling import count_flops
 
@@ -113,8 +113,8 @@ def run(out_dir, rounds: int = 25, policy: str = "float32", batch: int = 512, to
         tf.keras.mixed_precision.set_global_policy(previous_policy)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out_dir / "layers.json", json.dumps(results, indent=2) + "\n")
-    _write_atomic(out_dir / "layers.md", render_markdown(results))
+    write_text_atomic(str(out_dir / "layers.json"), json.dumps(results, indent=2) + "\n")
+    write_text_atomic(str(out_dir / "layers.md"), render_markdown(results))
     return results
 
 
@@ -273,13 +273,6 @@ def render_markdown(results: dict) -> str:
                   f"{'pass' if ratio <= MQA_TARGET else 'FAIL'}",
               "", f"All targets pass: **{'yes' if results['all_targets_pass'] else 'NO'}**", ""]
     return "\n".join(lines)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 __all__ = ["run", "render_markdown"]

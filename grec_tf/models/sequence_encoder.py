@@ -11,6 +11,9 @@ from grec_tf.layers import ParallelTransformerBlock
 def most_recent(sequence: tf.Tensor, max_length: int) -> tf.Tensor:
     """[B, L] ""-padded, left-aligned string ids -> [B, max_length]: the last ``max_length`` valid
     ids of each row, left-aligned and ""-padded."""
+    if sequence.shape[1] is not None and sequence.shape[1] <= max_length:
+        # Nothing to drop (training inputs come truncated); pad statically to max_length.
+        return tf.pad(sequence, [[0, 0], [0, max_length - sequence.shape[1]]], constant_values="")
     lengths = tf.reduce_sum(tf.cast(tf.not_equal(sequence, ""), tf.int64), axis=1)
     ragged = tf.RaggedTensor.from_tensor(sequence, lengths=lengths)[:, -max_length:]
     return ragged.to_tensor(default_value="", shape=[None, max_length])

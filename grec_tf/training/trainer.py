@@ -37,6 +37,17 @@ class TrainingRun:
     history: Dict[str, List[float]] = field(default_factory=dict)
 
 
+class _StepCounter(tf.keras.callbacks.Callback):
+    """Counts the training steps this process ran (a resumed run does not redo the restored ones)."""
+
+    def __init__(self):
+        super().__init__()
+        self.steps = 0
+
+    def on_train_batch_end(self, batch, logs=None) -> None:
+        self.steps += 1
+
+
 def build_model(config: ExperimentConfig, statistics: FeatureStatistics) -> MultiTaskRanker:
     """A compiled model; applies ``train.mixed_precision`` (e.g. ``mixed_bfloat16``) first."""
     policy = config.train.mixed_precision or "float32"
@@ -100,9 +111,10 @@ def train(config: ExperimentConfig, out_dir: str, splits: Dict[str, pd.DataFrame
                                          restore_best_weights=True, verbose=verbose),
         utilization,
     ]
+    counter = _StepCounter()
     started = time.perf_counter()
     history = model.fit(train_ds, validation_data=valid_ds, epochs=config.train.epochs,
-                        callbacks=standard + list(callbacks), verbose=verbose)
+                        callbacks=standard + [counter] + list(callbacks), verbose=verbose)
     seconds = time.perf_counter() - started
     model.save_weights(os.path.join(out_dir, "checkpoints", "final"))
 
@@ -113,8 +125,10 @@ def train(config: ExperimentConfig, out_dir: str, splits: Dict[str, pd.DataFrame
                        "experts": m.num_experts if m.type != "shared_bottom" else 0,
                        "top_k": m.top_k if m.type == "grec" else (m.num_experts if m.type == "mmoe" else 0),
                        "params": count_params(model)}
+    # After a resume, `steps` counts the steps before the crash too; speed uses this process's only.
     report["train"] = {"steps": steps, "seconds": round(seconds, 2),
-                       "examples_per_second": round(steps * d.batch_size / max(seconds, 1e-9), 1),
+                       "steps_this_run": counter.steps,
+                       "examples_per_second": round(counter.steps * d.batch_size / max(seconds, 1e-9), 1),
                        "epochs_run": len(history.history.get("loss", []))}
     report["utilization"] = utilization.latest or expert_utilization(model, valid_ds, 8)
     write_json_atomic(os.path.join(out_dir, "metrics.json"), report)

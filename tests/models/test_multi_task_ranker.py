@@ -151,3 +151,13 @@ def test_task_loss_metric_is_the_row_weighted_epoch_mean(frame):
     batches = [_batch(frame.iloc[i * 64:(i + 1) * 64], config) for i in range(3)]
     losses = [float(model.compute_loss(b, training=False)) for b in batches]
     assert float(model.task_loss.result()) == pytest.approx(np.mean(losses), rel=1e-5)
+
+
+def test_most_recent_keeps_the_last_ids_for_any_input_length():
+    from grec_tf.models.sequence_encoder import most_recent
+
+    rows = [["a", "b", "c", "d", ""], ["x", "", "", "", ""], ["", "", "", "", ""]]
+    dynamic = tf.function(lambda s: most_recent(s, 3), input_signature=[tf.TensorSpec([None, None], tf.string)])
+    assert dynamic(tf.constant(rows)).numpy().astype(str).tolist() == [["b", "c", "d"], ["x", "", ""], ["", "", ""]]
+    short = most_recent(tf.constant([["a", "b"], ["c", ""]]), 3)  # static width below max: padded
+    assert short.shape == (2, 3) and short.numpy().astype(str).tolist() == [["a", "b", ""], ["c", "", ""]]

@@ -112,5 +112,8 @@ def test_resume_after_crash_matches_uninterrupted(tmp_path):
     assert straight.metrics["train"]["steps"] == 3 * steps_per_epoch
     assert resumed.metrics["train"]["steps"] == straight.metrics["train"]["steps"]
     assert resumed.history["loss"] and len(resumed.history["loss"]) < 3  # it did not start over
+    assert straight.metrics["train"]["steps_this_run"] == 3 * steps_per_epoch
+    # the resumed process ran only what the crash left: from the last backup (every 5 steps) on
+    assert 0 < resumed.metrics["train"]["steps_this_run"] <= 3 * steps_per_epoch - (steps_per_epoch + 5)
     for key in ("use_case/CTR", "use_case/CVR"):
         assert resumed.metrics["test"][key]["auc"] == pytest.approx(straight.metrics["test"][key]["auc"], abs=0.06)

@@ -24,6 +24,7 @@ setup(
         "matplotlib",
         "aiohttp>=3.9",
         "orjson",
+        "scipy",  # the telecom Bayes ceiling (special functions, sparse sums)
     ],
     extras_require={
         "test": ["pytest", "nbclient", "nbformat", "ipykernel", "scikit-learn"],

@@ -98,6 +98,9 @@ class ModelConfig:
     expert_hidden: int = 128
     num_heads: int = 4
     sequence_blocks: int = 1
+    # DIN-style: the candidate item also attends over the viewed sequences (every model type). Off by
+    # default: on telecom (200k impressions, 1 epoch) it did not move the AUC gap (0.096 vs 0.094).
+    target_attention: bool = False
     capacity_factor: float = 0.0  # 0 disables capacity (token/sentence routing only)
     load_balance_weight: float = 0.01
     z_loss_weight: float = 0.001

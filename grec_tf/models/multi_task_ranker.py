@@ -57,8 +57,10 @@ class MultiTaskRanker(tfrs.models.Model):
         self.item_encoder = group_encoder("item")
         sequences = [{"name": f.name, "vocabulary": statistics.vocabularies[f.name], "num_oov": f.num_oov,
                       "max_length": f.max_length} for f in config.features if f.kind == "sequence"]
+        target_attention = m.target_attention and self.item_encoder is not None
         self.sequence_encoder = (SequenceEncoder(sequences, D, num_blocks=m.sequence_blocks, num_heads=m.num_heads,
-                                                 dropout=m.dropout, name="sequence_encoder") if sequences else None)
+                                                 dropout=m.dropout, target_attention=target_attention,
+                                                 name="sequence_encoder") if sequences else None)
         texts = [f for f in config.features if f.kind == "text"]
         self.text_features = [f.name for f in texts]
         self.text_encoders = []
@@ -109,13 +111,15 @@ class MultiTaskRanker(tfrs.models.Model):
         """Route ids and the token stack [B, S, D] of a feature dict."""
         flow_id, use_case_id, task_token = self.task_embedding(features["flow"], features["use_case"])
         zeros = tf.zeros_like(task_token)
+        item = self.item_encoder(features) if self.item_encoder else zeros
         tokens = {
-            "sequence": self.sequence_encoder(features, training=training) if self.sequence_encoder else zeros,
+            "sequence": (self.sequence_encoder(features, candidate=item, training=training)
+                         if self.sequence_encoder else zeros),
             "context": self.context_encoder(features) if self.context_encoder else zeros,
             "search": (tf.add_n([tf.cast(enc(features[name], training=training), task_token.dtype)
                                  for enc, name in zip(self.text_encoders, self.text_features)])
                        if self.text_encoders else zeros),
-            "item": self.item_encoder(features) if self.item_encoder else zeros,
+            "item": item,
             "task": task_token,
         }
         dtype = self.compute_dtype

@@ -1,11 +1,11 @@
 """Encoder of the viewed-page and viewed-item sequences into one token."""
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import tensorflow as tf
 
-from grec_tf.layers import ParallelTransformerBlock
+from grec_tf.layers import MultiQueryAttention, ParallelTransformerBlock
 
 
 def most_recent(sequence: tf.Tensor, max_length: int) -> tf.Tensor:
@@ -32,15 +32,21 @@ class SequenceEncoder(tf.keras.layers.Layer):
       sequences: [{"name", "vocabulary", "num_oov", "max_length"}].
       d_model: width D; num_blocks: parallel transformer blocks; num_heads: query heads.
 
+    With ``target_attention`` the candidate item also attends over the encoded positions (DIN-style
+    target attention, multi-query): the pooled summary then says how the history relates to *this*
+    candidate (which viewed items resemble it), which mean/max pooling cannot.
+
     Call: ``inputs`` dict name -> [B, L] string, valid ids left-aligned and ""-padded, any L (the
-    most recent ``max_length`` ids are kept). Returns [B, D].
+    most recent ``max_length`` ids are kept); ``candidate`` [B, D] (required with target attention).
+    Returns [B, D].
     """
 
     def __init__(self, sequences: List[Dict], d_model: int, num_blocks: int = 1, num_heads: int = 4,
-                 dropout: float = 0.0, **kwargs):
+                 dropout: float = 0.0, target_attention: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.sequences, self.d_model = sequences, d_model
         self.num_blocks, self.num_heads, self.dropout = num_blocks, num_heads, dropout
+        self.target_attention = target_attention
         self.lookups, self.embeddings, self.positions = {}, {}, {}
         for spec in sequences:
             name = spec["name"]
@@ -54,6 +60,8 @@ class SequenceEncoder(tf.keras.layers.Layer):
         self.blocks = [ParallelTransformerBlock(num_heads=num_heads, key_dim=max(d_model // num_heads, 8),
                                                 mlp_dim=2 * d_model, dropout=dropout, name=f"block_{i}")
                        for i in range(num_blocks)]
+        self.candidate_attention = (MultiQueryAttention(num_heads=num_heads, key_dim=max(d_model // num_heads, 8),
+                                                        name="candidate_attention") if target_attention else None)
         self.output_projection = tf.keras.layers.Dense(d_model, activation="gelu", name="output_projection")
 
     def build(self, input_shape) -> None:
@@ -61,7 +69,9 @@ class SequenceEncoder(tf.keras.layers.Layer):
             name="type_embedding", shape=(len(self.sequences), self.d_model), initializer="glorot_uniform")
         super().build(input_shape)
 
-    def call(self, inputs: Dict[str, tf.Tensor], training=None) -> tf.Tensor:
+    def call(self, inputs: Dict[str, tf.Tensor], candidate: Optional[tf.Tensor] = None, training=None) -> tf.Tensor:
+        if self.target_attention and candidate is None:
+            raise ValueError(f"{self.name}: target_attention=True needs the candidate item token [B, D]")
         streams, masks = [], []
         for i, spec in enumerate(self.sequences):
             name = spec["name"]
@@ -80,8 +90,13 @@ class SequenceEncoder(tf.keras.layers.Layer):
         lowest = tf.cast(-1e4 if x.dtype != tf.float32 else -1e9, x.dtype)
         maximum = tf.reduce_max(tf.where(mask[..., None], x, lowest), axis=1)
         maximum = tf.where(tf.reduce_any(mask, axis=1)[:, None], maximum, tf.zeros_like(maximum))
-        return self.output_projection(tf.concat([mean, maximum], axis=-1))
+        pooled = [mean, maximum]
+        if self.candidate_attention is not None:
+            query = tf.cast(candidate, x.dtype)[:, None, :]
+            pooled.append(self.candidate_attention(query, x, key_mask=mask, training=training)[:, 0])
+        return self.output_projection(tf.concat(pooled, axis=-1))
 
     def get_config(self) -> Dict:
         return {**super().get_config(), "sequences": self.sequences, "d_model": self.d_model,
-                "num_blocks": self.num_blocks, "num_heads": self.num_heads, "dropout": self.dropout}
+                "num_blocks": self.num_blocks, "num_heads": self.num_heads, "dropout": self.dropout,
+                "target_attention": self.target_attention}

@@ -161,3 +161,26 @@ def test_most_recent_keeps_the_last_ids_for_any_input_length():
     assert dynamic(tf.constant(rows)).numpy().astype(str).tolist() == [["b", "c", "d"], ["x", "", ""], ["", "", ""]]
     short = most_recent(tf.constant([["a", "b"], ["c", ""]]), 3)  # static width below max: padded
     assert short.shape == (2, 3) and short.numpy().astype(str).tolist() == [["a", "b", ""], ["c", "", ""]]
+
+
+@pytest.mark.parametrize("target_attention", [True, False])
+def test_sequence_token_reads_the_candidate_only_with_target_attention(frame, target_attention):
+    config, model = _model(frame, target_attention=target_attention)
+    batch = _batch(frame, config, 64)
+    other = dict(batch)
+    other["item_id"] = tf.roll(batch["item_id"], 1, axis=0)
+    other["brand"] = tf.roll(batch["brand"], 1, axis=0)
+    other["item_vec"] = tf.roll(batch["item_vec"], 1, axis=0)
+    sequence = model.tokens(batch)["tokens"][:, 0].numpy()
+    moved = model.tokens(other)["tokens"][:, 0].numpy()
+    changed = np.abs(sequence - moved).max(axis=1) > 1e-6
+    positions = (batch["viewed"].numpy() != b"").sum(axis=1)
+    assert (positions >= 2).sum() > 10 and (positions == 0).sum() > 0
+    if target_attention:
+        # The candidate attends over the history, so the token moves with the candidate wherever there
+        # are two or more positions to weigh (one position gets all the weight whatever the query).
+        assert changed[positions >= 2].all()
+        # An empty history has nothing to attend to: there the token cannot depend on the candidate.
+        assert not changed[positions == 0].any()
+    else:
+        assert not changed.any()

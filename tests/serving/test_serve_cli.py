@@ -70,12 +70,15 @@ def test_serving_benchmark_writes_json_and_markdown(toy_exports, tmp_path):
     assert on_disk == json.loads(json.dumps(report))
     rows = {(r["batch"], r["path"], r["format"]) for r in report["results"]}
     assert rows == {(b, "in-process", "-") for b in (1, 8)} | {(b, "server", f) for b in (1, 8)
-                                                                for f in ("row", "columnar")}
+                                                                for f in ("row", "columnar", "row, stdlib json")}
     for r in report["results"]:
         assert r["p50_ms"] > 0 and r["p99_ms"] >= r["p50_ms"] and r["rows_per_s"] > 0
         if r["path"] == "server":
             assert r["max_abs_diff_vs_in_process"] < 1e-6 and r["throughput_ratio_vs_in_process"] > 0
     assert set(report["target"]["ratios"]) == {"row", "columnar"}
+    assert set(report["target"]["not_in_target"]) == {"row, stdlib json"}
+    sizes = {r["format"]: r["request_bytes"] for r in report["results"] if r["batch"] == 8 and r["path"] == "server"}
+    assert sizes["row"] < sizes["row, stdlib json"]  # float32 text is shorter than the stdlib's 17 digits
     md = (tmp_path / "serving.md").read_text()
     assert "| batch |" in md and "Target: server throughput at batch 8" in md
     assert not [f for f in os.listdir(tmp_path) if ".tmp" in f]

@@ -14,6 +14,7 @@ import grec_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 BENCHMARKS = {
     "layers": "grec_tf.benchmarks.layers:run",
     "quality": "grec_tf.benchmarks.quality:run",
+    "scaling": "grec_tf.benchmarks.scaling:run",
     "serving": "grec_tf.benchmarks.serving:run",
 }
 DEFAULT_OUT = "benchmarks/results"

@@ -15,18 +15,15 @@ dense step of the same round), which is robust to the machine's load changing du
 Dense baseline: all E experts on every token combined with the full softmax of the token router
 (:func:`grec_tf.layers.dense_moe_reference` with ``mask_to_top_k=False``); the same computation serves every k.
 """
-import json
-import os
-import platform
 import statistics
 import time
-from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict
 
 import numpy as np
 import tensorflow as tf
 
-from grec_tf.atomic_files import write_text_atomic
+from grec_tf.benchmarks.step_timing import (machine_description, precision_policy, time_interleaved,
+                                            write_results)
 from grec_tf.layers import MultiQueryAttention, SparseMoE, dense_moe_reference
 from grec_tf.profiling import count_flops
 
@@ -69,34 +66,6 @@ def _attention_step(layer: tf.keras.layers.Layer, keras_mha: bool) -> Callable:
     return step
 
 
-def _time_interleaved(steps: Dict[str, Callable], args: Dict[str, tuple], rounds: int, warmup: int = 3):
-    """Median wall time (ms) of one call of each step, timed in interleaved rounds."""
-    for name, step in steps.items():
-        for _ in range(warmup):
-            step(*args[name])[0].numpy()
-    samples: Dict[str, List[float]] = {name: [] for name in steps}
-    for _ in range(rounds):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            step(*args[name])[0].numpy()
-            samples[name].append((time.perf_counter() - start) * 1e3)
-    return {name: statistics.median(values) for name, values in samples.items()}, samples
-
-
-def _machine() -> dict:
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "tensorflow": tf.__version__, "load_average_at_start": list(os.getloadavg())}
-
-
 def run(out_dir, rounds: int = 25, policy: str = "float32", batch: int = 512, tokens: int = 4,
         width: int = 256, hidden: int = 1024, experts: int = 8, flows: int = 3, use_cases: int = 4,
         attention_batch: int = 2048, attention_length: int = 16, seed: int = 0) -> dict:
@@ -104,17 +73,10 @@ def run(out_dir, rounds: int = 25, policy: str = "float32", batch: int = 512, to
     rounds, batch, tokens, width, hidden, experts = map(int, (rounds, batch, tokens, width, hidden, experts))
     flows, use_cases, attention_batch, attention_length = map(int, (flows, use_cases, attention_batch,
                                                                     attention_length))
-    previous_policy = tf.keras.mixed_precision.global_policy()
-    tf.keras.mixed_precision.set_global_policy(policy)
-    try:
+    with precision_policy(policy):
         results = _run(rounds, policy, batch, tokens, width, hidden, experts, flows, use_cases,
                        attention_batch, attention_length, int(seed))
-    finally:
-        tf.keras.mixed_precision.set_global_policy(previous_policy)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(str(out_dir / "layers.json"), json.dumps(results, indent=2) + "\n")
-    write_text_atomic(str(out_dir / "layers.md"), render_markdown(results))
+    write_results(out_dir, "layers", results, render_markdown(results))
     return results
 
 
@@ -161,7 +123,7 @@ def _run(rounds, policy, batch, tokens, width, hidden, experts, flows, use_cases
     flops["attention/mha"] = count_flops(steps["attention/mha"], att_x, key_mask)
 
     started = time.time()
-    medians, samples = _time_interleaved(steps, args, rounds)
+    medians, samples = time_interleaved(steps, args, rounds)
     elapsed = time.time() - started
 
     rows = batch * tokens
@@ -221,7 +183,7 @@ def _run(rounds, policy, batch, tokens, width, hidden, experts, flows, use_cases
                      "timing": f"median of {rounds} interleaved rounds after 3 warm-up steps each",
                      "gflops": "per timed step (whole batch), from TF's profiler with Einsum registered",
                      "policy": policy, "timing_seconds": round(elapsed, 1)},
-        "machine": _machine(),
+        "machine": machine_description(),
     }
 
 

@@ -7,12 +7,31 @@ import tempfile
 from typing import Any
 
 
+def current_umask() -> int:
+    """The process's file-creation mask (read from /proc where possible: ``os.umask`` is process-wide)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_text_atomic(path: str, text: str) -> None:
-    """Writes ``text`` to a temporary file beside ``path``, fsyncs it, and renames it into place."""
+    """Writes ``text`` to a temporary file beside ``path``, fsyncs it, and renames it into place.
+
+    The file gets the permissions a plain ``open(path, "w")`` would give it (0666 minus the umask), not
+    the private 0600 of the temporary file, so results can be shared like any other file.
+    """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=folder)
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()

@@ -18,6 +18,7 @@ import socket
 import tempfile
 from typing import Callable, List, Optional
 
+from grec_tf.atomic_files import current_umask
 from grec_tf.errors import GRecError
 
 logger = logging.getLogger(__name__)
@@ -48,12 +49,6 @@ def next_version(base: str, model_name: str) -> int:
     """The version the next export of ``model_name`` under ``base`` gets: highest existing + 1, or 1."""
     versions = list_versions(os.path.join(base, model_name))
     return versions[-1] + 1 if versions else 1
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _fsync_path(path: str) -> None:
@@ -142,7 +137,7 @@ def export_saved_model(save_fn: Callable[[str], None], export_dir: str, model_na
     try:
         # mkdtemp makes the folder 0700; a served version must be readable like any folder the user
         # creates (e.g. by TF Serving running as another user in a container).
-        os.chmod(tmp, 0o777 & ~_umask())
+        os.chmod(tmp, 0o777 & ~current_umask())
         save_fn(tmp)
         if not any(os.path.isfile(os.path.join(tmp, f)) for f in _SAVED_MODEL_FILES):
             raise ExportError(f"save_fn wrote no saved_model.pb into the temporary folder {tmp}; "

@@ -74,7 +74,7 @@ __all__ = [
     "CONTEXT_CATEGORICAL", "CONTEXT_NUMERICAL", "TEXT_COLUMNS", "SEQUENCE_COLUMNS", "ITEM_CATEGORICAL",
     "ITEM_NUMERICAL", "ITEM_EMBEDDINGS", "FEATURE_COLUMNS", "MAX_SEQUENCE_LENGTH", "VECTOR_DIM",
     "generate_tables", "generate_frames", "dataset_card", "write_dataset", "ensure_dataset",
-    "read_card", "format_card",
+    "read_card", "format_card", "observed_logits", "price_sensitivity_mean",
 ]
 
 GENERATOR_VERSION = 1
@@ -168,6 +168,14 @@ AFFINITY_CENTER = np.array([0.0, 0.0, 0.0])  # per flow: keeps base rates in the
 ATC_SHARE = 0.35
 BUY_SHARE = 0.2
 ATC_INTENT = 0.3
+# hidden terms of the affinity (weights) and the spread of the customer-level noises
+INTENT_WEIGHT = 0.9
+WANTED_BRAND_WEIGHT = 0.8
+WANTED_CATEGORY_WEIGHT = 0.5
+TASTE_WEIGHT = 0.45
+TASTE_NOISE_SD = 0.8
+PRICE_SENS_NOISE_SD = 0.25
+CUSTOMER_OFFSET_SD = 0.3
 
 
 @dataclass(frozen=True)
@@ -360,6 +368,42 @@ def _sequences(n, lengths) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     return offsets, owner, recency
 
 
+def price_sensitivity_mean(plan: np.ndarray) -> np.ndarray:
+    """A customer's price sensitivity given the plan index (prepaid more, premium less); the customer's
+    own sensitivity adds ``PRICE_SENS_NOISE_SD`` x N(0, 1)."""
+    return 0.35 * (plan == 3) - 0.25 * (plan == 0)
+
+
+def observed_logits(flow: np.ndarray, channel: np.ndarray, plan: np.ndarray, device: np.ndarray,
+                    tenure: np.ndarray, lines: np.ndarray, days_upgrade: np.ndarray, has_query: np.ndarray,
+                    item: np.ndarray, frac_brand: np.ndarray, seen_same: np.ndarray, q_brand: np.ndarray,
+                    q_cat: np.ndarray, cart_pages: np.ndarray, sens: np.ndarray) -> np.ndarray:
+    """``[n, 3]`` click / add-to-cart / purchase logits of the planted model without its hidden terms.
+
+    Every input is per impression (``[n]``; indices into FLOWS, CHANNELS, PLANS, DEVICE_OS and the
+    catalogue, or the candidate's matches with the viewed items and the query). ``sens`` is the price
+    sensitivity (flow's plus customer's): :func:`_simulate` passes the customer's own, the Bayes ceiling
+    its mean given the plan. The hidden terms - intent, wanted brand/category, preferred brand, taste
+    and the customer offset - enter as ``AFFINITY_SCALE x hidden`` times (1, ATC_SHARE, BUY_SHARE),
+    plus ``ATC_INTENT x intent`` for add-to-cart.
+    """
+    w = _world()
+    rating_z = (w.rating[item] - 4.0) / 0.4
+    log_rel = w.log_rel_price[item]
+    eligible = _sigmoid((days_upgrade - 700.0) / 120.0) * (flow == 1)
+    ctx = (PLAN_EFFECT[plan] - 0.12 * np.log1p(tenure) / np.log(100.0) * (flow != 2)
+           + 0.15 * (lines - 2.0) * (flow == 0) + 0.6 * eligible + 0.1 * (device == 0))
+    affinity = AFFINITY_SCALE * (0.4 * w.appeal[item] + 0.25 * rating_z - sens * log_rel
+                                 + 0.4 * frac_brand + 0.35 * seen_same + 0.35 * q_brand + 0.25 * q_cat
+                                 + ctx) - AFFINITY_CENTER[flow]
+    click = B_CLICK[flow] + affinity + CHANNEL_CLICK[channel] + 0.25 * has_query + 0.25 * cart_pages
+    atc = B_ATC[flow] + ATC_SHARE * affinity - 0.4 * sens * log_rel + 0.2 * rating_z + 0.3 * cart_pages
+    buy = (B_BUY[flow] + BUY_SHARE * affinity + PLAN_CREDIT[plan] + CHANNEL_BUY[channel]
+           - 0.5 * sens * log_rel + 0.8 * eligible + 0.25 * (lines >= 3) * (flow == 0)
+           + 0.15 * np.log1p(tenure) / np.log(100.0))
+    return np.stack([click, atc, buy], axis=1)
+
+
 def _simulate(n: int, seed: int) -> _Impressions:
     w = _world()
     rng = np.random.default_rng([seed, GENERATOR_VERSION])
@@ -369,7 +413,7 @@ def _simulate(n: int, seed: int) -> _Impressions:
     n_cust = max(20, n // 40)  # ~40 sessions per customer on average (GAUC groups)
     prospect = rng.random(n_cust) < 0.25
     pref = _choice(rng, np.cumsum(PREFERRED_BRAND_SHARE) / sum(PREFERRED_BRAND_SHARE), n_cust)
-    taste = w.brand_latent[pref] + 0.8 * rng.standard_normal((n_cust, LATENT_DIM))
+    taste = w.brand_latent[pref] + TASTE_NOISE_SD * rng.standard_normal((n_cust, LATENT_DIM))
     apple = pref == 0
     u = rng.random(n_cust)
     device = np.where(apple, np.where(u < 0.85, 0, np.where(u < 0.98, 1, 2)),
@@ -383,8 +427,8 @@ def _simulate(n: int, seed: int) -> _Impressions:
                     np.round(np.maximum(15.0, 32.0 * lines * plan_mult + 8.0 * rng.standard_normal(n_cust)), 2))
     days_upgrade = np.where(prospect, 0.0,
                             np.round(rng.random(n_cust) * np.minimum(tenure * 30.4, 1500.0)))
-    price_sens = (0.35 * (plan == 3) - 0.25 * (plan == 0) + 0.25 * rng.standard_normal(n_cust))
-    cust_offset = 0.3 * rng.standard_normal(n_cust)
+    price_sens = price_sensitivity_mean(plan) + PRICE_SENS_NOISE_SD * rng.standard_normal(n_cust)
+    cust_offset = CUSTOMER_OFFSET_SD * rng.standard_normal(n_cust)
     activity = rng.gamma(2.0, 1.0, n_cust)
 
     # sessions ----------------------------------------------------------------------------------
@@ -492,9 +536,7 @@ def _simulate(n: int, seed: int) -> _Impressions:
     m_cat = (ic == want_cat).astype(np.float64)
     loyal_item = (ib == pref_s).astype(np.float64)
     taste_term = np.einsum("nk,nk->n", taste[cust], w.latent[item]) / w.taste_scale
-    rating_z = (w.rating[item] - 4.0) / 0.4
     sens = FLOW_PRICE_SENS[flow] + price_sens[cust]
-    log_rel = w.log_rel_price[item]
     # sequence and query matches with the candidate (observable)
     seen_brand = np.bincount(own, weights=(w.brand[seen_items] == ib[own]), minlength=n)
     seen_same = np.bincount(own, weights=(seen_items == item[own]), minlength=n) > 0
@@ -502,24 +544,15 @@ def _simulate(n: int, seed: int) -> _Impressions:
     q_brand = has_query & (brand_slot == ib + 1)
     q_cat_of_slot = np.array([-1] + [c for c, _ in cat_words])
     q_cat = has_query & (q_cat_of_slot[cat_slot] == ic)
-    # context
-    ten = tenure[cust]
-    eligible = _sigmoid((days_upgrade[cust] - 700.0) / 120.0) * (flow == 1)
-    ctx = (PLAN_EFFECT[plan[cust]] - 0.12 * np.log1p(ten) / np.log(100.0) * (flow != 2)
-           + 0.15 * (lines[cust] - 2.0) * (flow == 0) + 0.6 * eligible + 0.1 * (device[cust] == 0))
-    affinity = AFFINITY_SCALE * (0.9 * intent + 0.8 * m_brand + 0.5 * m_cat + FLOW_LOYALTY[flow] * loyal_item
-                + 0.45 * taste_term + 0.4 * w.appeal[item] + 0.25 * rating_z - sens * log_rel
-                + 0.4 * frac_brand + 0.35 * seen_same + 0.35 * q_brand + 0.25 * q_cat
-                + ctx + cust_offset[cust])
-    affinity = affinity - AFFINITY_CENTER[flow]
     cart_pages = np.bincount(own_p, weights=(page >= n_gen + 1) & (page < n_gen + n_int), minlength=n) > 0
-    logit_click = (B_CLICK[flow] + affinity + CHANNEL_CLICK[channel] + 0.25 * has_query
-                   + 0.25 * cart_pages)
-    logit_atc = (B_ATC[flow] + ATC_SHARE * affinity + ATC_INTENT * intent - 0.4 * sens * log_rel
-                 + 0.2 * rating_z + 0.3 * cart_pages)
-    logit_buy = (B_BUY[flow] + BUY_SHARE * affinity + PLAN_CREDIT[plan[cust]] + CHANNEL_BUY[channel]
-                 - 0.5 * sens * log_rel + 0.8 * eligible + 0.25 * (lines[cust] >= 3) * (flow == 0)
-                 + 0.15 * np.log1p(ten) / np.log(100.0))
+    observed = observed_logits(flow, channel, plan[cust], device[cust], tenure[cust], lines[cust],
+                               days_upgrade[cust], has_query, item, frac_brand, seen_same, q_brand, q_cat,
+                               cart_pages, sens)
+    hidden = (INTENT_WEIGHT * intent + WANTED_BRAND_WEIGHT * m_brand + WANTED_CATEGORY_WEIGHT * m_cat
+              + FLOW_LOYALTY[flow] * loyal_item + TASTE_WEIGHT * taste_term + cust_offset[cust])
+    logit_click = observed[:, 0] + AFFINITY_SCALE * hidden
+    logit_atc = observed[:, 1] + ATC_SHARE * AFFINITY_SCALE * hidden + ATC_INTENT * intent
+    logit_buy = observed[:, 2] + BUY_SHARE * AFFINITY_SCALE * hidden
     p_click, p_atc, p_buy = _sigmoid(logit_click), _sigmoid(logit_atc), _sigmoid(logit_buy)
     click = rng.random(n) < p_click
     atc = rng.random(n) < p_atc
@@ -528,7 +561,7 @@ def _simulate(n: int, seed: int) -> _Impressions:
     arrays = {
         "customer_id": cust.astype(np.int64),
         "device_os": device[cust], "channel": channel, "region": region[cust], "plan": plan[cust],
-        "tenure_months": ten.astype(np.float32), "lines_on_account": lines[cust].astype(np.float32),
+        "tenure_months": tenure[cust].astype(np.float32), "lines_on_account": lines[cust].astype(np.float32),
         "monthly_bill": bill[cust].astype(np.float32), "days_since_upgrade": days_upgrade[cust].astype(np.float32),
     }
     return _Impressions(n, cust, flow, arrays, item, vocab, query_code.reshape(-1).astype(np.int64),

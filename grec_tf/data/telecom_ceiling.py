@@ -73,11 +73,10 @@ _CAT_WORD_COUNT = np.array([len(tc.CATEGORY_WORDS[c]) for c in tc.CATEGORIES], d
 _HAS_QUERY_CHANNEL = np.array([0.35, 0.45, -1.3, -1.6])   # from _simulate, per channel
 _NOISE_BRAND = 0.06                                       # query brand replaced by a random main brand
 _QUERY_BRAND = 0.6                                        # query names the wanted brand
-_INTENT_COEF = (tc.AFFINITY_SCALE * 0.9,                  # intent in the click / atc / buy logits
-                tc.ATC_SHARE * tc.AFFINITY_SCALE * 0.9 + tc.ATC_INTENT,
-                tc.BUY_SHARE * tc.AFFINITY_SCALE * 0.9)
+_INTENT_COEF = (tc.AFFINITY_SCALE * tc.INTENT_WEIGHT,     # intent in the click / atc / buy logits
+                tc.ATC_SHARE * tc.AFFINITY_SCALE * tc.INTENT_WEIGHT + tc.ATC_INTENT,
+                tc.BUY_SHARE * tc.AFFINITY_SCALE * tc.INTENT_WEIGHT)
 _SHARE = np.array([1.0, tc.ATC_SHARE, tc.BUY_SHARE])      # how the affinity enters the three logits
-_PRICE_NOISE_SD = 0.25
 
 
 # --------------------------------------------------------------------------------------------------
@@ -195,9 +194,11 @@ def _build_model() -> _Model:
     page_constrains = np.arange(nv) >= base_cat
 
     taste_mean = w.brand_latent[:tc.MAIN_BRANDS] @ w.latent.T / w.taste_scale
-    # affinity noise: 0.45 * 0.8 * eps . z / taste_scale + cust_offset, all scaled by AFFINITY_SCALE
+    # affinity noise: TASTE_WEIGHT * TASTE_NOISE_SD * eps . z / taste_scale + the customer offset, all
+    # scaled by AFFINITY_SCALE
     z2 = (w.latent ** 2).sum(axis=1)
-    g_sd = tc.AFFINITY_SCALE * np.sqrt((0.45 * 0.8) ** 2 * z2 / w.taste_scale ** 2 + 0.3 ** 2)
+    g_sd = tc.AFFINITY_SCALE * np.sqrt((tc.TASTE_WEIGHT * tc.TASTE_NOISE_SD) ** 2 * z2 / w.taste_scale ** 2
+                                       + tc.CUSTOMER_OFFSET_SD ** 2)
 
     # intent observations, one log-likelihood row per observable value
     x = _INTENT_GRID
@@ -467,8 +468,8 @@ def _gauss_rule(weights: np.ndarray, points: np.ndarray, k: int) -> Tuple[np.nda
 # --------------------------------------------------------------------------------------------------
 # Label probabilities
 # --------------------------------------------------------------------------------------------------
-def _observed_logits(obs: _Observed) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``([n, 3] logits without the hidden terms, [n] log relative price, [n] rating z)``.
+def _observed_logits(obs: _Observed) -> Tuple[np.ndarray, np.ndarray]:
+    """``([n, 3] logits without the hidden terms, [n] log relative price)``.
 
     The hidden terms (intent, wanted/preferred brand matches, taste mean, Gaussian noises) are added
     per hidden configuration in :func:`_expectations`.
@@ -486,22 +487,10 @@ def _observed_logits(obs: _Observed) -> Tuple[np.ndarray, np.ndarray, np.ndarray
                              minlength=obs.n) > 0
     q_brand = obs.has_query & (obs.q_brand == ib)
     q_cat = obs.has_query & (obs.q_cat == ic)
-    rating_z = (w.rating[item] - 4.0) / 0.4
-    log_rel = w.log_rel_price[item]
-    sens_mean = tc.FLOW_PRICE_SENS[f] + 0.35 * (obs.plan == 3) - 0.25 * (obs.plan == 0)
-    ten = obs.tenure
-    eligible = expit((obs.days - 700.0) / 120.0) * (f == 1)
-    ctx = (tc.PLAN_EFFECT[obs.plan] - 0.12 * np.log1p(ten) / np.log(100.0) * (f != 2)
-           + 0.15 * (obs.lines - 2.0) * (f == 0) + 0.6 * eligible + 0.1 * (obs.device == 0))
-    affinity = tc.AFFINITY_SCALE * (0.4 * w.appeal[item] + 0.25 * rating_z - sens_mean * log_rel
-                                    + 0.4 * frac_brand + 0.35 * seen_same + 0.35 * q_brand + 0.25 * q_cat
-                                    + ctx) - tc.AFFINITY_CENTER[f]
-    click = tc.B_CLICK[f] + affinity + tc.CHANNEL_CLICK[obs.channel] + 0.25 * obs.has_query + 0.25 * cart_pages
-    atc = tc.B_ATC[f] + tc.ATC_SHARE * affinity - 0.4 * sens_mean * log_rel + 0.2 * rating_z + 0.3 * cart_pages
-    buy = (tc.B_BUY[f] + tc.BUY_SHARE * affinity + tc.PLAN_CREDIT[obs.plan] + tc.CHANNEL_BUY[obs.channel]
-           - 0.5 * sens_mean * log_rel + 0.8 * eligible + 0.25 * (obs.lines >= 3) * (f == 0)
-           + 0.15 * np.log1p(ten) / np.log(100.0))
-    return np.stack([click, atc, buy], axis=1), log_rel, rating_z
+    sens_mean = tc.FLOW_PRICE_SENS[f] + tc.price_sensitivity_mean(obs.plan)
+    logits = tc.observed_logits(f, obs.channel, obs.plan, obs.device, obs.tenure, obs.lines, obs.days,
+                                obs.has_query, item, frac_brand, seen_same, q_brand, q_cat, cart_pages, sens_mean)
+    return logits, w.log_rel_price[item]
 
 
 def _expectations(obs: _Observed, intent_nodes: int, noise_nodes: Tuple[int, int],
@@ -509,7 +498,7 @@ def _expectations(obs: _Observed, intent_nodes: int, noise_nodes: Tuple[int, int
     """``[n, 3]``: ``E[pc], E[pc pa], E[pc pa pb]`` given each impression's features."""
     m = _model()
     n = obs.n
-    base, log_rel, _ = _observed_logits(obs)
+    base, log_rel = _observed_logits(obs)
     item = obs.item
     ib, ic = m.item_brand[item], m.item_cat[item]
 
@@ -536,10 +525,11 @@ def _expectations(obs: _Observed, intent_nodes: int, noise_nodes: Tuple[int, int
     wz = np.outer(w1, w2).ravel() / (2.0 * math.pi)
 
     it = item[imp]
-    hidden = tc.AFFINITY_SCALE * (0.8 * m_brand + 0.5 * m_cat + tc.FLOW_LOYALTY[obs.flow[imp]] * (ib[imp] == pref)
-                                  + 0.45 * m.taste_mean[pref, it])
+    hidden = tc.AFFINITY_SCALE * (tc.WANTED_BRAND_WEIGHT * m_brand + tc.WANTED_CATEGORY_WEIGHT * m_cat
+                                  + tc.FLOW_LOYALTY[obs.flow[imp]] * (ib[imp] == pref)
+                                  + tc.TASTE_WEIGHT * m.taste_mean[pref, it])
     g_sd = m.g_sd[it]
-    price_noise = -_PRICE_NOISE_SD * log_rel[imp]
+    price_noise = -tc.PRICE_SENS_NOISE_SD * log_rel[imp]
     price_coef = np.array([tc.AFFINITY_SCALE, tc.ATC_SHARE * tc.AFFINITY_SCALE + 0.4,
                            tc.BUY_SHARE * tc.AFFINITY_SCALE + 0.5])
     probs = []

@@ -172,19 +172,20 @@ def test_posterior_of_the_hidden_variables_is_calibrated(frame, hidden):
 def test_customer_noise_has_the_integrated_variance(frame, hidden):
     """Given the true session variables and preferred brand, what is left of the oracle's click logit
     is the customer-level Gaussian noise the ceiling integrates out: mean 0 and variance
-    ``g_sd[item]^2 + (AFFINITY_SCALE * 0.25 * log relative price)^2``."""
+    ``g_sd[item]^2 + (AFFINITY_SCALE * PRICE_SENS_NOISE_SD * log relative price)^2``."""
     first = frame[frame["use_case"] == "CTR"].reset_index(drop=True)
     assert (first["impression_id"].to_numpy() == np.arange(IMPRESSIONS)).all()
     obs = tc_ceiling._observe(first, np.arange(IMPRESSIONS))
     model = tc_ceiling._model()
-    base, log_rel, _ = tc_ceiling._observed_logits(obs)
+    base, log_rel = tc_ceiling._observed_logits(obs)
     item, pref = obs.item, hidden["pref"]
     brand, cat = model.item_brand[item], model.item_cat[item]
     mean = base[:, 0] + telecom.AFFINITY_SCALE * (
-        0.9 * hidden["intent"] + 0.8 * (brand == hidden["brand"]) + 0.5 * (cat == hidden["cat"])
-        + telecom.FLOW_LOYALTY[obs.flow] * (brand == pref) + 0.45 * model.taste_mean[pref, item])
+        telecom.INTENT_WEIGHT * hidden["intent"] + telecom.WANTED_BRAND_WEIGHT * (brand == hidden["brand"])
+        + telecom.WANTED_CATEGORY_WEIGHT * (cat == hidden["cat"])
+        + telecom.FLOW_LOYALTY[obs.flow] * (brand == pref) + telecom.TASTE_WEIGHT * model.taste_mean[pref, item])
     residual = logit(first["oracle_p"].to_numpy()) - mean
-    variance = model.g_sd[item] ** 2 + (telecom.AFFINITY_SCALE * 0.25 * log_rel) ** 2
+    variance = model.g_sd[item] ** 2 + (telecom.AFFINITY_SCALE * telecom.PRICE_SENS_NOISE_SD * log_rel) ** 2
     customer = first["customer_id"].to_numpy()
     assert abs(_clustered_z(residual, customer)) < Z_MAX
     assert abs(_clustered_z(residual ** 2 / variance - 1.0, customer)) < Z_MAX

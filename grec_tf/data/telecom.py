@@ -177,6 +177,25 @@ TASTE_NOISE_SD = 0.8
 PRICE_SENS_NOISE_SD = 0.25
 CUSTOMER_OFFSET_SD = 0.3
 
+# the observation model: how the hidden intent / wanted brand and category show in the features
+DEVICE_OS_CDF = {"apple": (0.85, 0.98), "other": (0.12, 0.97)}  # P(ios), P(ios or android) by preferred brand
+CANDIDATE_FROM_POOL = 0.25      # candidate from the wanted brand x category, else ...
+CANDIDATE_FROM_CATEGORY = 0.25  # ... from the wanted category, else a popularity draw
+VIEWED_ITEMS_LOG_RATE = (1.2, 0.4)   # length = min(1 + Poisson(exp(a + b intent)), MAX_SEQUENCE_LENGTH)
+VIEWED_PAGES_LOG_RATE = (1.35, 0.35)
+VIEWED_ITEM_WANTED = (0.15, 0.45)    # P(from the wanted pool) = a + b recency (1 = most recent)
+VIEWED_ITEM_PREFERRED = 0.2          # P(from the preferred brand); else a popularity draw
+PAGE_WANTED = (0.12, 0.25)           # P(wanted brand x category page) = a + b recency
+PAGE_CATEGORY = 0.12                 # P(wanted category page)
+PAGE_FLOW = 0.08                     # P(the flow's page)
+PAGE_INTENT = (0.45, 2.0, -1.5, 0.5)  # P(deals/cart/checkout) = a sigmoid(b intent + c) (d + recency)
+HAS_QUERY = (0.05, 0.5)              # P(query) = sigmoid(a + b intent + HAS_QUERY_CHANNEL[channel])
+HAS_QUERY_CHANNEL = (0.35, 0.45, -1.3, -1.6)
+QUERY_BRAND_KEEP = 0.6               # the query names the wanted brand
+QUERY_NOISE_BRAND = 0.06             # ... or, overriding that, a uniform main brand
+QUERY_CATEGORY_KEEP = 0.7            # the query names a word of the wanted category
+QUERY_INTENT_WORD = (1.6, -1.2)      # P(an intent word) = sigmoid(a intent + b)
+
 
 @dataclass(frozen=True)
 class _World:
@@ -416,8 +435,9 @@ def _simulate(n: int, seed: int) -> _Impressions:
     taste = w.brand_latent[pref] + TASTE_NOISE_SD * rng.standard_normal((n_cust, LATENT_DIM))
     apple = pref == 0
     u = rng.random(n_cust)
-    device = np.where(apple, np.where(u < 0.85, 0, np.where(u < 0.98, 1, 2)),
-                      np.where(u < 0.12, 0, np.where(u < 0.97, 1, 2)))
+    (a_ios, a_android), (o_ios, o_android) = DEVICE_OS_CDF["apple"], DEVICE_OS_CDF["other"]
+    device = np.where(apple, np.where(u < a_ios, 0, np.where(u < a_android, 1, 2)),
+                      np.where(u < o_ios, 0, np.where(u < o_android, 1, 2)))
     region = _choice(rng, np.cumsum(REGION_SHARE) / sum(REGION_SHARE), n_cust)
     plan = np.where(prospect, 4, _choice(rng, np.cumsum(PLAN_SHARE) / sum(PLAN_SHARE), n_cust))
     tenure = np.where(prospect, 0.0, np.clip(np.round(rng.gamma(1.6, 28.0, n_cust)), 1, 300))
@@ -448,36 +468,40 @@ def _simulate(n: int, seed: int) -> _Impressions:
     from_pool = _from_pool(u, w.pool_order, w.pool_start[want_brand, want_cat], w.pool_size[want_brand, want_cat])
     from_cat = _from_pool(u, w.cat_order, w.cat_start[want_cat], w.cat_size[want_cat])
     popular = _choice(rng, w.popularity_cdf, n)
-    item = np.where(r < 0.25, from_pool, np.where(r < 0.5, from_cat, popular))
+    item = np.where(r < CANDIDATE_FROM_POOL, from_pool,
+                    np.where(r < CANDIDATE_FROM_POOL + CANDIDATE_FROM_CATEGORY, from_cat, popular))
 
     # viewed items (0..20, most recent last; relevance grows towards the end)
     zero = rng.random(n) < np.array([0.15, 0.10, 0.35])[flow]
-    length = np.minimum(1 + rng.poisson(np.exp(1.2 + 0.4 * intent)), MAX_SEQUENCE_LENGTH)
+    rate = np.exp(VIEWED_ITEMS_LOG_RATE[0] + VIEWED_ITEMS_LOG_RATE[1] * intent)
+    length = np.minimum(1 + rng.poisson(rate), MAX_SEQUENCE_LENGTH)
     length = np.where(zero, 0, length)
     off_i, own, rec = _sequences(n, length)
     m = own.shape[0]
     r = rng.random(m)
     u = rng.random(m)
-    p_rel = 0.15 + 0.45 * rec
+    p_rel = VIEWED_ITEM_WANTED[0] + VIEWED_ITEM_WANTED[1] * rec
     wb, wc, pb = want_brand[own], want_cat[own], pref_s[own]
     seen_items = np.where(
         r < p_rel, _from_pool(u, w.pool_order, w.pool_start[wb, wc], w.pool_size[wb, wc]),
-        np.where(r < p_rel + 0.2, _from_pool(u, w.brand_order, w.brand_start[pb], w.brand_size[pb]),
+        np.where(r < p_rel + VIEWED_ITEM_PREFERRED, _from_pool(u, w.brand_order, w.brand_start[pb], w.brand_size[pb]),
                  _choice(rng, w.popularity_cdf, m)))
 
     # viewed pages (0..20)
     zero = rng.random(n) < 0.08
-    p_length = np.minimum(1 + rng.poisson(np.exp(1.35 + 0.35 * intent)), MAX_SEQUENCE_LENGTH)
+    rate = np.exp(VIEWED_PAGES_LOG_RATE[0] + VIEWED_PAGES_LOG_RATE[1] * intent)
+    p_length = np.minimum(1 + rng.poisson(rate), MAX_SEQUENCE_LENGTH)
     p_length = np.where(zero, 0, p_length)
     off_p, own_p, rec_p = _sequences(n, p_length)
     m = own_p.shape[0]
     r = rng.random(m)
     u = rng.random(m)
     wb, wc, fl = want_brand[own_p], want_cat[own_p], flow[own_p]
-    t1 = 0.12 + 0.25 * rec_p                        # wanted brand x category page
-    t2 = t1 + 0.12                                  # wanted category page
-    t3 = t2 + 0.08                                  # flow page
-    t4 = t3 + 0.45 * _sigmoid(2.0 * intent[own_p] - 1.5) * (0.5 + rec_p)  # deals / cart / checkout
+    t1 = PAGE_WANTED[0] + PAGE_WANTED[1] * rec_p      # wanted brand x category page
+    t2 = t1 + PAGE_CATEGORY                         # wanted category page
+    t3 = t2 + PAGE_FLOW                             # flow page
+    share, slope, bias, floor = PAGE_INTENT
+    t4 = t3 + share * _sigmoid(slope * intent[own_p] + bias) * (floor + rec_p)  # deals / cart / checkout
     n_gen, n_int = len(GENERIC_PAGES), len(INTENT_PAGES)
     base_flow = n_gen + n_int
     base_cat = base_flow + len(FLOW_PAGES)
@@ -488,17 +512,17 @@ def _simulate(n: int, seed: int) -> _Impressions:
         default=np.minimum((u * n_gen).astype(np.int64), n_gen - 1))
 
     # search query ------------------------------------------------------------------------------
-    has_query = rng.random(n) < _sigmoid(0.05 + 0.5 * intent + np.array([0.35, 0.45, -1.3, -1.6])[channel])
-    brand_slot = np.where(rng.random(n) < 0.6, want_brand + 1, 0)
-    noise_brand = rng.random(n) < 0.06
+    has_query = rng.random(n) < _sigmoid(HAS_QUERY[0] + HAS_QUERY[1] * intent + np.array(HAS_QUERY_CHANNEL)[channel])
+    brand_slot = np.where(rng.random(n) < QUERY_BRAND_KEEP, want_brand + 1, 0)
+    noise_brand = rng.random(n) < QUERY_NOISE_BRAND
     brand_slot = np.where(noise_brand, 1 + rng.integers(0, MAIN_BRANDS, n), brand_slot)
     cat_words = [(c, wi) for c in range(nc) for wi in range(len(CATEGORY_WORDS[CATEGORIES[c]]))]
     cat_word_start = np.array([sum(len(CATEGORY_WORDS[CATEGORIES[j]]) for j in range(c)) for c in range(nc)])
     cat_word_count = np.array([len(CATEGORY_WORDS[c]) for c in CATEGORIES])
     cat_word = cat_word_start[want_cat] + np.minimum((rng.random(n) * cat_word_count[want_cat]).astype(np.int64),
                                                      cat_word_count[want_cat] - 1)
-    cat_slot = np.where(rng.random(n) < 0.7, cat_word + 1, 0)
-    intent_slot = np.where(rng.random(n) < _sigmoid(1.6 * intent - 1.2),
+    cat_slot = np.where(rng.random(n) < QUERY_CATEGORY_KEEP, cat_word + 1, 0)
+    intent_slot = np.where(rng.random(n) < _sigmoid(QUERY_INTENT_WORD[0] * intent + QUERY_INTENT_WORD[1]),
                            1 + rng.integers(0, len(INTENT_WORDS), n), 0)
     noise1 = np.where(rng.random(n) < 0.35, 1 + rng.integers(0, len(NOISE_WORDS), n), 0)
     noise2 = np.where(rng.random(n) < 0.2, 1 + rng.integers(0, len(NOISE_WORDS), n), 0)

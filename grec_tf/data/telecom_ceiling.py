@@ -70,9 +70,6 @@ _IMPOSSIBLE = -np.inf  # log-probability of an impossible event
 _NGEN, _NINT, _NFLOW = len(tc.GENERIC_PAGES), len(tc.INTENT_PAGES), len(tc.FLOW_PAGES)
 _CAT_OF_WORD = {word: c for c, cat in enumerate(tc.CATEGORIES) for word in tc.CATEGORY_WORDS[cat]}
 _CAT_WORD_COUNT = np.array([len(tc.CATEGORY_WORDS[c]) for c in tc.CATEGORIES], dtype=np.float64)
-_HAS_QUERY_CHANNEL = np.array([0.35, 0.45, -1.3, -1.6])   # from _simulate, per channel
-_NOISE_BRAND = 0.06                                       # query brand replaced by a random main brand
-_QUERY_BRAND = 0.6                                        # query names the wanted brand
 _INTENT_COEF = (tc.AFFINITY_SCALE * tc.INTENT_WEIGHT,     # intent in the click / atc / buy logits
                 tc.ATC_SHARE * tc.AFFINITY_SCALE * tc.INTENT_WEIGHT + tc.ATC_INTENT,
                 tc.BUY_SHARE * tc.AFFINITY_SCALE * tc.INTENT_WEIGHT)
@@ -155,8 +152,10 @@ def _build_model() -> _Model:
     p_brand = loyal * (s_brand == s_pref)[None, :] + (1.0 - loyal) * cat_brand[s_cat, s_brand][None, :]
     log_prior = _log(share[s_pref])[None, :] + _log(tc.FLOW_WANTS_CATEGORY[:, s_cat]) + _log(p_brand)
 
-    device = np.where((s_pref == 0)[None, :], np.array([[0.85], [0.13], [0.02]]),
-                      np.array([[0.12], [0.85], [0.03]]))                     # [3, S]
+    def device_probabilities(cdf):  # P(ios), P(ios or android) -> [3, 1] probabilities
+        return np.diff(np.concatenate([[0.0], cdf, [1.0]]))[:, None]
+    device = np.where((s_pref == 0)[None, :], device_probabilities(tc.DEVICE_OS_CDF["apple"]),
+                      device_probabilities(tc.DEVICE_OS_CDF["other"]))             # [3, S]
 
     cdf = w.popularity_cdf
     pop = np.diff(np.concatenate([[0.0], cdf]))
@@ -166,15 +165,16 @@ def _build_model() -> _Model:
     item_brand, item_cat = w.brand, w.category
     in_pool = (item_brand[:, None] == s_brand[None, :]) & (item_cat[:, None] == s_cat[None, :])
     in_cat = item_cat[:, None] == s_cat[None, :]
-    candidate = (0.25 * in_pool * inv_pool[s_brand, s_cat][None, :]
-                 + 0.25 * in_cat / w.cat_size[s_cat][None, :] + 0.5 * pop[:, None])
+    candidate = (tc.CANDIDATE_FROM_POOL * in_pool * inv_pool[s_brand, s_cat][None, :]
+                 + tc.CANDIDATE_FROM_CATEGORY * in_cat / w.cat_size[s_cat][None, :]
+                 + (1.0 - tc.CANDIDATE_FROM_POOL - tc.CANDIDATE_FROM_CATEGORY) * pop[:, None])
 
-    # query brand word b (given a query): the wanted brand with 0.6, else none, then 6% replaced
-    # by a uniform main brand
+    # query brand word b (given a query): the wanted brand with QUERY_BRAND_KEEP, else none, then a
+    # QUERY_NOISE_BRAND share replaced by a uniform main brand
     b = np.arange(nb)[:, None]
-    qbrand = ((1 - _NOISE_BRAND) * _QUERY_BRAND * (b == s_brand[None, :])
-              + _NOISE_BRAND / tc.MAIN_BRANDS * (b < tc.MAIN_BRANDS))
-    # category word of category c: a uniform word of the wanted category (the 0.7 keep rate and the
+    qbrand = ((1 - tc.QUERY_NOISE_BRAND) * tc.QUERY_BRAND_KEEP * (b == s_brand[None, :])
+              + tc.QUERY_NOISE_BRAND / tc.MAIN_BRANDS * (b < tc.MAIN_BRANDS))
+    # category word of category c: a uniform word of the wanted category (the keep rate and the
     # empty-query rule only depend on observed slots, so they are constant across states)
     qcat = (np.arange(nc)[:, None] == s_cat[None, :]) / _CAT_WORD_COUNT[:, None]
 
@@ -203,20 +203,22 @@ def _build_model() -> _Model:
     # intent observations, one log-likelihood row per observable value
     x = _INTENT_GRID
     table = np.zeros((_R_TOTAL, x.shape[0]))
-    table[_R_ITEMS_LEN:_R_PAGES_LEN] = _length_loglik(1.2 + 0.4 * x)
-    table[_R_PAGES_LEN:_R_HAS_QUERY] = _length_loglik(1.35 + 0.35 * x)
+    table[_R_ITEMS_LEN:_R_PAGES_LEN] = _length_loglik(tc.VIEWED_ITEMS_LOG_RATE[0] + tc.VIEWED_ITEMS_LOG_RATE[1] * x)
+    table[_R_PAGES_LEN:_R_HAS_QUERY] = _length_loglik(tc.VIEWED_PAGES_LOG_RATE[0] + tc.VIEWED_PAGES_LOG_RATE[1] * x)
     for ch in range(len(tc.CHANNELS)):
-        logit = 0.05 + 0.5 * x + _HAS_QUERY_CHANNEL[ch]
+        logit = tc.HAS_QUERY[0] + tc.HAS_QUERY[1] * x + tc.HAS_QUERY_CHANNEL[ch]
         table[_R_HAS_QUERY + 2 * ch] = _log(expit(-logit))
         table[_R_HAS_QUERY + 2 * ch + 1] = _log(expit(logit))
-    table[_R_INTENT_WORD] = _log(expit(-(1.6 * x - 1.2)))
-    table[_R_INTENT_WORD + 1] = _log(expit(1.6 * x - 1.2) / len(tc.INTENT_WORDS))
+    word = tc.QUERY_INTENT_WORD[0] * x + tc.QUERY_INTENT_WORD[1]
+    table[_R_INTENT_WORD] = _log(expit(-word))
+    table[_R_INTENT_WORD + 1] = _log(expit(word) / len(tc.INTENT_WORDS))
     n = tc.MAX_SEQUENCE_LENGTH
     length, pos = np.meshgrid(np.arange(1, n + 1), np.arange(n), indexing="ij")
     # recency of (L, position); cells with position >= L never occur (clipped to stay finite)
     rec = np.minimum((pos + 1) / length, 1.0).reshape(-1)[:, None]
-    t3 = 0.12 + 0.25 * rec + 0.12 + 0.08
-    t4 = np.minimum(t3 + 0.45 * expit(2.0 * x[None, :] - 1.5) * (0.5 + rec), 1.0)  # r < 1 always
+    t3 = tc.PAGE_WANTED[0] + tc.PAGE_WANTED[1] * rec + tc.PAGE_CATEGORY + tc.PAGE_FLOW
+    share, slope, bias, floor = tc.PAGE_INTENT
+    t4 = np.minimum(t3 + share * expit(slope * x[None, :] + bias) * (floor + rec), 1.0)  # r < 1 always
     table[_R_INTENT_PAGE:_R_GENERIC_PAGE] = _log((t4 - t3) / _NINT)
     table[_R_GENERIC_PAGE:] = _log((1.0 - t4) / _NGEN)
 
@@ -377,11 +379,12 @@ def _state_posterior(obs: _Observed) -> np.ndarray:
     if it.codes.shape[0]:
         ib, ic = m.item_brand[it.codes], m.item_cat[it.codes]
         rec = (it.position + 1) / it.length[it.owner]
-        p_rel = 0.15 + 0.45 * rec
+        p_rel = tc.VIEWED_ITEM_WANTED[0] + tc.VIEWED_ITEM_WANTED[1] * rec
         wanted = (ib[:, None] == m.s_brand[None, :]) & (ic[:, None] == m.s_cat[None, :])
         preferred = ib[:, None] == m.s_pref[None, :]
-        lik = ((0.8 - p_rel) * m.pop[it.codes])[:, None] \
-            + (p_rel * m.inv_pool[ib, ic])[:, None] * wanted + (0.2 * m.inv_brand[ib])[:, None] * preferred
+        lik = ((1.0 - tc.VIEWED_ITEM_PREFERRED - p_rel) * m.pop[it.codes])[:, None] \
+            + (p_rel * m.inv_pool[ib, ic])[:, None] * wanted \
+            + (tc.VIEWED_ITEM_PREFERRED * m.inv_brand[ib])[:, None] * preferred
         logp = logp + _segment(it.owner, n) @ np.log(lik)
 
     # brand x category and category pages must match the wanted brand / category

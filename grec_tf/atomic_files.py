@@ -45,3 +45,9 @@ def write_text_atomic(path: str, text: str) -> None:
 
 def write_json_atomic(path: str, value: Any) -> None:
     write_text_atomic(path, json.dumps(value, indent=2, sort_keys=False) + "\n")
+
+
+def write_report(out_dir: str, name: str, results: Any, markdown: str) -> None:
+    """A benchmark's ``{out_dir}/{name}.json`` and ``{out_dir}/{name}.md``, each written atomically."""
+    write_json_atomic(os.path.join(out_dir, f"{name}.json"), results)
+    write_text_atomic(os.path.join(out_dir, f"{name}.md"), markdown)

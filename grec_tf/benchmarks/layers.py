@@ -22,8 +22,8 @@ from typing import Callable, Dict
 import numpy as np
 import tensorflow as tf
 
-from grec_tf.benchmarks.step_timing import (machine_description, precision_policy, time_interleaved,
-                                            write_results)
+from grec_tf.atomic_files import write_report
+from grec_tf.benchmarks.step_timing import machine_description, precision_policy, time_interleaved
 from grec_tf.layers import MultiQueryAttention, SparseMoE, dense_moe_reference
 from grec_tf.profiling import count_flops
 
@@ -76,7 +76,7 @@ def run(out_dir, rounds: int = 25, policy: str = "float32", batch: int = 512, to
     with precision_policy(policy):
         results = _run(rounds, policy, batch, tokens, width, hidden, experts, flows, use_cases,
                        attention_batch, attention_length, int(seed))
-    write_results(out_dir, "layers", results, render_markdown(results))
+    write_report(out_dir, "layers", results, render_markdown(results))
     return results
 
 

@@ -22,7 +22,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from grec_tf.atomic_files import write_json_atomic, write_text_atomic
+from grec_tf.atomic_files import write_report
 from grec_tf.config import ExperimentConfig, apply_overrides, load_config, parse_config
 from grec_tf.data.sources import load_splits
 from grec_tf.training.trainer import train
@@ -166,9 +166,6 @@ def run(out_dir: str, config: str = "configs/telecom.yaml", overrides: str = "",
     report = {"dataset": dataset, "config": base.to_dict(), "summary": summary, "targets": targets,
               "oracle": oracle, "bayes_ceiling": ceiling, "bayes_ceiling_summary": ceiling_summary,
               "models": {n: {"test": r["test"], "model": r["model"], "train": r["train"]} for n, r in results.items()}}
-    os.makedirs(out_dir, exist_ok=True)
-    write_json_atomic(os.path.join(out_dir, f"quality_{dataset}.json"), report)
-    write_text_atomic(os.path.join(out_dir, f"quality_{dataset}.md"),
-                      _markdown(dataset, base, results, sentences, oracle, summary, targets, ceiling,
-                                ceiling_summary))
+    write_report(out_dir, f"quality_{dataset}", report,
+                 _markdown(dataset, base, results, sentences, oracle, summary, targets, ceiling, ceiling_summary))
     return report

@@ -31,8 +31,8 @@ from typing import Callable, Dict, List, Tuple
 import numpy as np
 import tensorflow as tf
 
-from grec_tf.benchmarks.step_timing import (machine_description, precision_policy, time_interleaved,
-                                            write_results)
+from grec_tf.atomic_files import write_report
+from grec_tf.benchmarks.step_timing import machine_description, precision_policy, time_interleaved
 from grec_tf.config import ModelConfig
 from grec_tf.models.bottoms import MMoEBottom, SparseMoEBottom
 from grec_tf.models.multi_task_towers import MultiTaskTowers
@@ -104,7 +104,7 @@ def run(out_dir, rounds: int = 15, batch: int = 512, tokens: int = 5, width: int
               "experts": [(int(fixed_task_sentences), e) for e in _ints(experts)]}
     with precision_policy(policy):
         results = _run(int(rounds), sizes, sweeps, policy, int(seed))
-    write_results(out_dir, "scaling", results, render_markdown(results))
+    write_report(out_dir, "scaling", results, render_markdown(results))
     return results
 
 

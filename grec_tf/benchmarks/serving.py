@@ -34,7 +34,7 @@ import grec_tf
 import numpy as np
 import tensorflow as tf
 
-from grec_tf.atomic_files import write_text_atomic
+from grec_tf.atomic_files import write_report
 from grec_tf.serving.model_registry import load_served_model
 from grec_tf.serving.versioned_export import list_versions
 
@@ -292,9 +292,7 @@ def run_serving_benchmark(model_base_path: str, model_name: str, make_batch: Cal
                    "met": {fmt: bool(r >= TARGET_RATIO) for fmt, r in ratios.items()},
                    "not_in_target": others},
     }
-    os.makedirs(out_dir, exist_ok=True)
-    write_text_atomic(os.path.join(out_dir, "serving.json"), json.dumps(report, indent=2) + "\n")
-    write_text_atomic(os.path.join(out_dir, "serving.md"), _markdown(report))
+    write_report(out_dir, "serving", report, _markdown(report))
     return report
 
 

@@ -1,17 +1,13 @@
 """Shared harness of the step-timing benchmarks (`layers`, `scaling`): interleaved timing, the machine's
-description, a temporary mixed-precision policy, and writing ``NAME.json`` + ``NAME.md`` atomically."""
+description and a temporary mixed-precision policy."""
 import contextlib
-import json
 import os
 import platform
 import statistics
 import time
-from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Tuple
 
 import tensorflow as tf
-
-from grec_tf.atomic_files import write_text_atomic
 
 
 def time_interleaved(steps: Dict[str, Callable], args: Dict[str, tuple], rounds: int,
@@ -56,10 +52,3 @@ def precision_policy(policy: str) -> Iterator[None]:
     finally:
         tf.keras.mixed_precision.set_global_policy(previous)
 
-
-def write_results(out_dir: str, name: str, results: dict, markdown: str) -> None:
-    """``{out_dir}/{name}.json`` and ``{out_dir}/{name}.md``, each written atomically."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(str(out / f"{name}.json"), json.dumps(results, indent=2) + "\n")
-    write_text_atomic(str(out / f"{name}.md"), markdown)

@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import grec_tf  # noqa: F401  (selects tf-keras before TensorFlow is imported)
 import numpy as np
@@ -52,13 +52,13 @@ class Signature:
     outputs: List[str]
     _tf_dtypes: Dict[str, tf.DType] = field(repr=False, default_factory=dict)
 
-    def predict(self, arrays: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        """Run the signature on numpy inputs; model errors become ``ServingError`` (HTTP 4xx/5xx)."""
+    def predict(self, arrays: Dict[str, Union[np.ndarray, tf.Tensor]]) -> Dict[str, np.ndarray]:
+        """Run the signature on numpy arrays or tensors; model errors become ``ServingError`` (HTTP 4xx/5xx)."""
         feeds = {}
         for name, arr in arrays.items():
             dtype = self._tf_dtypes[name]
             if dtype == tf.bfloat16:
-                feeds[name] = tf.cast(tf.constant(arr), dtype)
+                feeds[name] = tf.cast(tf.convert_to_tensor(arr), dtype)
             else:
                 feeds[name] = tf.convert_to_tensor(arr, dtype=dtype)
         try:

@@ -22,7 +22,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -302,7 +302,11 @@ def to_array(value: Any, spec: InputSpec, where: str) -> np.ndarray:
     return _to_numeric(value, spec, where)
 
 
-def _check_shape(arr: np.ndarray, spec: InputSpec, name: str, fmt: str) -> None:
+# (value, spec, where) -> a dense array-like with .shape/.ndim; raises ServingError naming ``where``.
+Converter = Callable[[Any, InputSpec, str], Any]
+
+
+def _check_shape(arr: Any, spec: InputSpec, name: str, fmt: str) -> None:
     if spec.shape is None:
         return
     ok = arr.ndim == len(spec.shape) and all(d is None or d == a for d, a in zip(spec.shape, arr.shape))
@@ -318,10 +322,10 @@ def _check_shape(arr: np.ndarray, spec: InputSpec, name: str, fmt: str) -> None:
                            f"shape {_fmt_shape(arr.shape)} (rank {arr.ndim})")
 
 
-def _row_column(column: List[Any], name: str, spec: InputSpec) -> np.ndarray:
+def _row_column(column: List[Any], name: str, spec: InputSpec, convert: Converter) -> Any:
     where = _where(name, ROW)
     try:
-        return to_array(column, spec, where)
+        return convert(column, spec, where)
     except ServingError:
         # Name the first instance whose shape differs from the first one: the usual mistake is a
         # sequence of a different length in some row (ragged batch).
@@ -337,9 +341,13 @@ def _row_column(column: List[Any], name: str, spec: InputSpec) -> np.ndarray:
         raise
 
 
-def decode_predict_request(doc: Mapping[str, Any], specs: Mapping[str, InputSpec],
-                           signature_name: str) -> Tuple[Dict[str, np.ndarray], str]:
-    """Convert a parsed predict request to ``({input_name: array}, ROW | COLUMNAR)``."""
+def decode_predict_request(doc: Mapping[str, Any], specs: Mapping[str, InputSpec], signature_name: str,
+                           convert: Converter = to_array) -> Tuple[Dict[str, Any], str]:
+    """Convert a parsed predict request to ``({input_name: array}, ROW | COLUMNAR)``.
+
+    ``convert`` turns one input's JSON value (the whole column) into a dense array: numpy via
+    :func:`to_array` by default; the server passes
+    :func:`grec_tf.serving.json_tensors.to_tensor`, which builds ``tf.Tensor`` s directly."""
     if not specs:
         raise invalid_argument(f"Failed to get input map for signature: {signature_name}")
     has_instances, has_inputs = "instances" in doc, "inputs" in doc
@@ -368,7 +376,7 @@ def decode_predict_request(doc: Mapping[str, Any], specs: Mapping[str, InputSpec
             for i, inst in enumerate(instances):
                 if isinstance(inst, dict) and not is_b64_object(inst):
                     raise invalid_argument(f"Expecting value/list but got object at item {i} of input list")
-            arr = _row_column(instances, name, spec)
+            arr = _row_column(instances, name, spec, convert)
             _check_shape(arr, spec, name, ROW)
             return {name: arr}, ROW
         names = set(specs)
@@ -389,7 +397,7 @@ def decode_predict_request(doc: Mapping[str, Any], specs: Mapping[str, InputSpec
                                        f"{'; '.join(parts)}; keys must be equal to: {','.join(sorted(names))} "
                                        f"(signature '{signature_name}' takes {expected})")
         for name, spec in specs.items():
-            arr = _row_column([inst[name] for inst in instances], name, spec)
+            arr = _row_column([inst[name] for inst in instances], name, spec, convert)
             _check_shape(arr, spec, name, ROW)
             tensors[name] = arr
         return tensors, ROW
@@ -401,14 +409,14 @@ def decode_predict_request(doc: Mapping[str, Any], specs: Mapping[str, InputSpec
                                    f"tensors required as per tensorinfo_map: signature '{signature_name}' "
                                    f"takes {expected}")
         (name, spec), = specs.items()
-        arr = to_array(inputs, spec, _where(name, COLUMNAR))
+        arr = convert(inputs, spec, _where(name, COLUMNAR))
         _check_shape(arr, spec, name, COLUMNAR)
         return {name: arr}, COLUMNAR
     for name, spec in specs.items():
         if name not in inputs:
             raise invalid_argument(f"Missing named input: {name} in 'inputs' object (signature "
                                    f"'{signature_name}' takes {expected})")
-        arr = to_array(inputs[name], spec, _where(name, COLUMNAR))
+        arr = convert(inputs[name], spec, _where(name, COLUMNAR))
         _check_shape(arr, spec, name, COLUMNAR)
         tensors[name] = arr
     return tensors, COLUMNAR

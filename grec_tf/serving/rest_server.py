@@ -31,8 +31,10 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from grec_tf.serving import request_codec
+from grec_tf.serving.json_tensors import to_tensor
 from grec_tf.serving.model_registry import ModelRegistry
 from grec_tf.serving.status import ServingError, invalid_argument
+from grec_tf.serving.thread_pools import configure_thread_pools
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +151,7 @@ class RestServer:
             raise invalid_argument(f":{verb} needs a signature with method_name tensorflow/serving/{verb} "
                                    "(tf.Example inputs); this server implements :predict")
         signature = model.signature(signature_name)
-        tensors, fmt = request_codec.decode_predict_request(doc, signature.inputs, signature_name)
+        tensors, fmt = request_codec.decode_predict_request(doc, signature.inputs, signature_name, to_tensor)
         outputs = signature.predict(tensors)
         return request_codec.encode_predict_response(outputs, fmt)
 
@@ -258,6 +260,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
                    default=1.0, help="how often to look for new versions (default 1; 0 = only at start)")
     p.add_argument("--rest_api_num_threads", type=int, default=None,
                    help="worker threads for decoding, prediction and encoding (default max(4, 2 x CPUs))")
+    p.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0,
+                   help="threads that split one op across cores (default 0: TensorFlow's choice)")
+    p.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0,
+                   help="threads that run independent ops side by side (default 0: TensorFlow's choice)")
     return p
 
 
@@ -272,6 +278,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.max_body_bytes <= 0:
         print(f"error: --max_body_bytes must be positive, got {args.max_body_bytes}", file=sys.stderr)
         return 2
+    for flag in ("tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism"):
+        if getattr(args, flag) < 0:
+            print(f"error: --{flag} must be >= 0 (0 = TensorFlow's choice), got {getattr(args, flag)}",
+                  file=sys.stderr)
+            return 2
+    configure_thread_pools(args.tensorflow_intra_op_parallelism, args.tensorflow_inter_op_parallelism)
     registry = ModelRegistry(args.model_name, args.model_base_path, poll_seconds=args.poll_seconds).start()
     server = RestServer(registry, max_body_bytes=args.max_body_bytes, num_threads=args.rest_api_num_threads)
     try:

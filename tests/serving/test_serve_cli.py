@@ -65,20 +65,72 @@ def test_serving_benchmark_writes_json_and_markdown(toy_exports, tmp_path):
     from grec_tf.benchmarks.serving import run_serving_benchmark
     base = os.path.join(toy_exports["export_dir"], MODEL)
     report = run_serving_benchmark(base, MODEL, make_batch, str(tmp_path), batch_sizes=(1, 8), seconds=0.2,
-                                   concurrency=2)
+                                   concurrency=2, thread_pools=[(0, 0), (1, 2)])
     on_disk = json.loads((tmp_path / "serving.json").read_text())
     assert on_disk == json.loads(json.dumps(report))
-    rows = {(r["batch"], r["path"], r["format"]) for r in report["results"]}
-    assert rows == {(b, "in-process", "-") for b in (1, 8)} | {(b, "server", f) for b in (1, 8)
-                                                                for f in ("row", "columnar", "row, stdlib json")}
+    rows = [(r["thread_pools"], r["batch"], r["path"], r["format"]) for r in report["results"]]
+    pools = ("TF default", "intra_op=1, inter_op=2")
+    assert sorted(rows) == sorted([(p, b, "in-process", "-") for p in pools for b in (1, 8)]
+                                  + [(p, b, "server", f) for p in pools for b in (1, 8)
+                                     for f in ("row", "columnar", "row, stdlib json")])
     for r in report["results"]:
         assert r["p50_ms"] > 0 and r["p99_ms"] >= r["p50_ms"] and r["rows_per_s"] > 0
         if r["path"] == "server":
             assert r["max_abs_diff_vs_in_process"] < 1e-6 and r["throughput_ratio_vs_in_process"] > 0
-    assert set(report["target"]["ratios"]) == {"row", "columnar"}
-    assert set(report["target"]["not_in_target"]) == {"row, stdlib json"}
+        else:  # the in-process caller ran with the thread pools it was given
+            assert r["tf_thread_pools_in_effect"] == ([0, 0] if r["thread_pools"] == "TF default" else [1, 2])
+    targets = report["target"]["by_thread_pools"]
+    assert [t["thread_pools"] for t in targets] == ["TF default", "intra_op=1, inter_op=2"]
+    for t in targets:
+        assert set(t["ratios"]) == {"row", "columnar"} and set(t["not_in_target"]) == {"row, stdlib json"}
+        assert t["met"] == {fmt: r >= 0.8 for fmt, r in t["ratios"].items()}
     sizes = {r["format"]: r["request_bytes"] for r in report["results"] if r["batch"] == 8 and r["path"] == "server"}
     assert sizes["row"] < sizes["row, stdlib json"]  # float32 text is shorter than the stdlib's 17 digits
     md = (tmp_path / "serving.md").read_text()
-    assert "| batch |" in md and "Target: server throughput at batch 8" in md
+    assert "| TF threads | batch |" in md and "| intra_op=1, inter_op=2 | 8 | server | row |" in md
+    assert "Target (TF default): server throughput at batch 8" in md
+    assert "Target (intra_op=1, inter_op=2): server throughput at batch 8" in md
     assert not [f for f in os.listdir(tmp_path) if ".tmp" in f]
+
+
+def test_thread_pool_option_parsing():
+    from grec_tf.benchmarks.serving import parse_thread_pools
+    assert parse_thread_pools("0/0, 1/0") == [(0, 0), (1, 0)]
+    for bad in ("1", "1/x", "-1/0", "1/0/2", ""):
+        with pytest.raises(ValueError, match="thread_pools"):
+            parse_thread_pools(bad)
+
+
+def test_server_sizes_tensorflow_thread_pools_from_its_flags(toy_exports, monkeypatch, capsys):
+    import grec_tf.serving.rest_server as rest_server
+
+    class Configured(Exception):
+        pass
+
+    def record(intra_op, inter_op):
+        raise Configured((intra_op, inter_op))
+    monkeypatch.setattr(rest_server, "configure_thread_pools", record)
+    base = os.path.join(toy_exports["export_dir"], MODEL)
+    with pytest.raises(Configured) as got:
+        main(["--model_base_path", base, "--tensorflow_intra_op_parallelism", "1",
+              "--tensorflow_inter_op_parallelism", "3"])
+    assert got.value.args[0] == (1, 3)  # before any model is loaded
+    assert main(["--model_base_path", base, "--tensorflow_intra_op_parallelism", "-1"]) == 2
+    assert "--tensorflow_intra_op_parallelism must be >= 0" in capsys.readouterr().err
+
+
+def test_thread_pools_are_sized_in_a_fresh_process_and_refused_later():
+    code = ("import grec_tf, tensorflow as tf\n"
+            "from grec_tf.serving.thread_pools import configure_thread_pools\n"
+            "configure_thread_pools(1, 2)\n"
+            "print(tf.config.threading.get_intra_op_parallelism_threads(),"
+            " tf.config.threading.get_inter_op_parallelism_threads())\n"
+            "tf.constant(1.0) + 1\n"
+            "configure_thread_pools(1, 2)\n"
+            "try:\n    configure_thread_pools(2, 2)\nexcept RuntimeError as e:\n    print('refused:', e)\n")
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.strip().splitlines()
+    assert lines[0] == "1 2"
+    assert lines[1].startswith("refused:") and "intra_op=2" in lines[1] and "(intra_op=1, inter_op=2" in lines[1]

@@ -8,7 +8,15 @@ so requests never wait for a load and never see a half-loaded model. A version t
 is reported in the model status (state ``END`` with the error) and retried only when its files
 change (e.g. a copy that was still in progress). Only all-digit folder names are versions, so the
 temporary folders of :func:`grec_tf.serving.versioned_export.export_saved_model` are never seen.
+
+With ``freeze_heap`` (the server process sets it), every swap is followed by a full garbage
+collection and ``gc.freeze()``: a loaded GRec SavedModel is about 550k Python objects, and each
+full collection that walks them holds the GIL for about 200 ms, which under load came every few
+seconds (the objects each request leaves behind add up to a full collection). Frozen, they are
+never walked again; the collection before the freeze frees the version swapped out, and a second
+one at the next poll frees what requests still held at the first.
 """
+import gc
 import logging
 import os
 import threading
@@ -145,6 +153,13 @@ def load_served_model(model_name: str, version: int, path: str) -> ServedModel:
     return ServedModel(model_name, version, path, signatures, _read_signature_defs(path), loaded)
 
 
+def _collect_and_freeze() -> None:
+    """Collect every generation, then move all surviving objects out of the collector's sight."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
 @dataclass
 class VersionStatus:
     version: int
@@ -177,7 +192,7 @@ class ModelRegistry:
     """
 
     def __init__(self, model_name: str, model_base_path: str, poll_seconds: float = 1.0,
-                 loader: Callable[[str, int, str], ServedModel] = load_served_model):
+                 loader: Callable[[str, int, str], ServedModel] = load_served_model, freeze_heap: bool = False):
         self.model_name = model_name
         self.model_base_path = os.path.abspath(model_base_path)
         self.poll_seconds = poll_seconds
@@ -190,6 +205,8 @@ class ModelRegistry:
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._warned_empty = False
+        self.freeze_heap = freeze_heap
+        self._collect_again = False
 
     # ------------------------------------------------------------------ discovery and loading
     def poll_once(self) -> None:
@@ -198,6 +215,9 @@ class ModelRegistry:
             self._poll_locked()
 
     def _poll_locked(self) -> None:
+        if self._collect_again:
+            self._collect_again = False
+            _collect_and_freeze()
         versions = list_versions(self.model_base_path)
         if not versions:
             if not self._warned_empty:
@@ -236,6 +256,10 @@ class ModelRegistry:
             self._states[target] = VersionStatus(target, "AVAILABLE")
             if old is not None:
                 self._states[old.version] = VersionStatus(old.version, "END")
+        if self.freeze_heap:
+            del old
+            _collect_and_freeze()
+            self._collect_again = True
         logger.info("serving version %d of model '%s' from %s (loaded in %.1fs; signatures: %s)", target,
                     self.model_name, path, time.monotonic() - started, ", ".join(sorted(model.signatures)))
 

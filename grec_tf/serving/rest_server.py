@@ -284,7 +284,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                   file=sys.stderr)
             return 2
     configure_thread_pools(args.tensorflow_intra_op_parallelism, args.tensorflow_inter_op_parallelism)
-    registry = ModelRegistry(args.model_name, args.model_base_path, poll_seconds=args.poll_seconds).start()
+    registry = ModelRegistry(args.model_name, args.model_base_path, poll_seconds=args.poll_seconds,
+                             freeze_heap=True).start()
     server = RestServer(registry, max_body_bytes=args.max_body_bytes, num_threads=args.rest_api_num_threads)
     try:
         asyncio.run(_serve(server, args.host, args.port))

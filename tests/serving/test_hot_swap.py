@@ -93,3 +93,47 @@ def test_hot_swap_and_broken_version(served, toy_exports):
     status, out = client.post(PREDICT, body)
     np.testing.assert_allclose(out["predictions"], v1["probability"], rtol=1e-6)  # 3 holds v1's weights
     assert json.loads(json.dumps(_status(client)["2"]))["state"] == "END"
+
+
+def test_frozen_heap_frees_the_swapped_out_version(toy_exports, tmp_path):
+    """The server process's registry freezes the loaded model out of the collector's walks, and a swap
+    still frees the old version, also when a request held it during the swap (in a subprocess:
+    gc.freeze is process-wide)."""
+    import subprocess
+    import sys
+
+    from tests.serving.conftest import copy_base
+    base = copy_base(toy_exports, tmp_path)
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    code = f"""
+import gc, os, shutil, weakref
+import grec_tf
+from grec_tf.serving.model_registry import ModelRegistry
+plain = ModelRegistry("{MODEL}", {base!r}, poll_seconds=0).start()
+print("plain", gc.get_freeze_count())
+frozen_base = {base!r} + "-frozen"
+shutil.copytree({base!r}, frozen_base)
+registry = ModelRegistry("{MODEL}", frozen_base, poll_seconds=0, freeze_heap=True).start()
+after_load = gc.get_freeze_count()
+held = registry.get("{MODEL}")  # a request still running on version 1 while version 2 arrives
+v1 = weakref.ref(held.loaded)
+shutil.copytree({toy_exports["v2_source"]!r}, os.path.join(frozen_base, "2"))
+registry.poll_once()
+assert registry.get("{MODEL}").version == 2
+during = gc.get_freeze_count()
+del held
+registry.poll_once()  # the next poll collects what requests still held at the swap
+print("frozen", after_load, during, gc.get_freeze_count(), v1() is None)
+"""
+    env = dict(os.environ, PYTHONPATH=repo + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = dict(line.split(" ", 1) for line in out.stdout.strip().splitlines() if line.split(" ")[0] in
+                 ("plain", "frozen"))
+    assert lines["plain"] == "0"  # without freeze_heap nothing is frozen
+    after_load, during, after, freed = lines["frozen"].split()
+    after_load, during, after = int(after_load), int(during), int(after)
+    assert after_load > 10000  # the loaded model's objects (and everything before) are frozen
+    held_version = during - after_load
+    assert held_version > 1000  # version 1 was frozen too while the request held it
+    assert after - after_load < held_version / 4 and freed == "True"  # and is gone after the next poll

@@ -2,9 +2,9 @@
 
 For batches of 1 and 256 rows it measures, in the same run and on the same SavedModel version:
 
-- **in-process**: ``loaded.signatures[sig](**tensors)`` plus ``.numpy()`` on the outputs - latency
-  (p50/p99 of back-to-back calls from one thread) and throughput (the better of 1 thread and
-  ``concurrency`` threads);
+- **in-process**: ``loaded.signatures[sig](**tensors)`` plus ``.numpy()`` on the outputs, in a fresh
+  subprocess (:mod:`grec_tf.benchmarks.saved_model_caller`) - latency (p50/p99 of back-to-back calls
+  from one thread) and throughput (the better of 1 thread and ``concurrency`` threads);
 - **server**: HTTP requests to ``python -m pipelines.serve`` started as a subprocess on a free
   loopback port, in both request formats (row ``instances`` and columnar ``inputs``) - latency from
   one client with keep-alive, throughput from ``concurrency`` clients. Request bodies are encoded
@@ -15,6 +15,9 @@ Float inputs are float32 tensors. The bodies write them the way TF Serving write
 and orjson writes numpy float32: the shortest text that reads back as the same float32. A client
 that writes ``tolist()`` values with the stdlib ``json`` instead spends 17 digits on each float;
 that body is measured too (format ``row, stdlib json``), beside the target rather than in it.
+
+Both sides run once per ``thread_pools`` setting, each side given the same TF intra-op/inter-op pool
+sizes (0 = TensorFlow's choice), so a ratio never compares two TensorFlow configurations.
 
 Writes ``serving.json`` and ``serving.md`` (atomically) to ``out_dir`` and returns the JSON dict.
 Target (issue 5): at batch 256 the server's throughput is at least 0.8 x in-process.

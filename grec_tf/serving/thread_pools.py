@@ -4,9 +4,9 @@
 of a graph side by side. 0 leaves the choice to TensorFlow (one thread per core for each), which is
 also TF Serving's default. Both can be set only before TensorFlow runs its first op in the process.
 
-On 2 cores, GRec's telecom model at 256 rows a request ran 1.5x the requests per second with
-``intra_op=1`` than with TensorFlow's choice, in-process and behind the server alike (its ops are
-small, so splitting each across cores costs more than it saves); ``benchmarks/results/serving.md``
+On 2 cores, GRec's telecom model at 256 rows a request ran about 1.5x the requests per second with
+``intra_op=1`` than with TensorFlow's choice in-process, and about 1.4x behind the server (its ops
+are small, so splitting each across cores costs more than it saves); ``benchmarks/results/serving.md``
 measures both settings.
 """
 import tensorflow as tf

@@ -354,11 +354,13 @@ def decode_predict_request(doc: Mapping[str, Any], specs: Mapping[str, InputSpec
     if has_instances and has_inputs:
         raise invalid_argument("Not formatted correctly: expecting only one of 'inputs' or 'instances' keys "
                                "to exist, got both")
-    expected = ", ".join(f"'{n}' ({s.describe()})" for n, s in specs.items())
+
+    def expected() -> str:  # for error messages only: not built on the hot path
+        return ", ".join(f"'{n}' ({s.describe()})" for n, s in specs.items())
     if not has_instances and not has_inputs:
         raise invalid_argument("Missing 'inputs' or 'instances' key: send {\"instances\": [...]} (row format) or "
                                f"{{\"inputs\": {{...}}}} (columnar format); signature '{signature_name}' takes "
-                               f"{expected}")
+                               f"{expected()}")
     tensors: Dict[str, np.ndarray] = {}
     if has_instances:
         instances = doc["instances"]
@@ -371,7 +373,7 @@ def decode_predict_request(doc: Mapping[str, Any], specs: Mapping[str, InputSpec
             if len(specs) > 1:
                 raise invalid_argument(
                     "instances is a plain list, but expecting list of objects as multiple input tensors "
-                    f"required as per tensorinfo_map: signature '{signature_name}' takes {expected}")
+                    f"required as per tensorinfo_map: signature '{signature_name}' takes {expected()}")
             (name, spec), = specs.items()
             for i, inst in enumerate(instances):
                 if isinstance(inst, dict) and not is_b64_object(inst):
@@ -395,7 +397,7 @@ def decode_predict_request(doc: Mapping[str, Any], specs: Mapping[str, InputSpec
                     parts.append("unexpected key(s) " + ", ".join(f"'{n}'" for n in extra))
                 raise invalid_argument(f"Failed to process element: {i} of 'instances' list: "
                                        f"{'; '.join(parts)}; keys must be equal to: {','.join(sorted(names))} "
-                                       f"(signature '{signature_name}' takes {expected})")
+                                       f"(signature '{signature_name}' takes {expected()})")
         for name, spec in specs.items():
             arr = _row_column([inst[name] for inst in instances], name, spec, convert)
             _check_shape(arr, spec, name, ROW)
@@ -407,7 +409,7 @@ def decode_predict_request(doc: Mapping[str, Any], specs: Mapping[str, InputSpec
         if len(specs) > 1:
             raise invalid_argument("inputs is a plain value/list, but expecting an object as multiple input "
                                    f"tensors required as per tensorinfo_map: signature '{signature_name}' "
-                                   f"takes {expected}")
+                                   f"takes {expected()}")
         (name, spec), = specs.items()
         arr = convert(inputs, spec, _where(name, COLUMNAR))
         _check_shape(arr, spec, name, COLUMNAR)
@@ -415,7 +417,7 @@ def decode_predict_request(doc: Mapping[str, Any], specs: Mapping[str, InputSpec
     for name, spec in specs.items():
         if name not in inputs:
             raise invalid_argument(f"Missing named input: {name} in 'inputs' object (signature "
-                                   f"'{signature_name}' takes {expected})")
+                                   f"'{signature_name}' takes {expected()})")
         arr = convert(inputs[name], spec, _where(name, COLUMNAR))
         _check_shape(arr, spec, name, COLUMNAR)
         tensors[name] = arr

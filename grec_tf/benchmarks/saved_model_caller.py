@@ -10,7 +10,8 @@ process may have just trained the model). ``--batches`` is a pickle of ``{rows: 
 
 Commands arrive one JSON object a line on stdin; each answer is one line ``@@{json}`` on stdout:
 
-- ``{"op": "predict", "batch": n}`` -> ``{"outputs": {name: nested list}, "thread_pools": [intra, inter]}``
+- ``{"op": "predict", "batch": n}`` -> ``{"outputs": {name: nested list (strings as text)},
+  "thread_pools": [intra, inter]}``
 - ``{"op": "latency", "batch": n, "seconds": s, "min_iters": k}`` -> ``{"latencies": [seconds, ...]}``
 - ``{"op": "throughput", "batch": n, "threads": t, "seconds": s}`` -> ``{"requests", "seconds", "requests_per_s"}``
 
@@ -31,6 +32,13 @@ from grec_tf.benchmarks.request_timing import concurrent_rate, timed_loop
 from grec_tf.serving.thread_pools import configure_thread_pools
 
 ANSWER_PREFIX = "@@"
+
+
+def _jsonable(value: np.ndarray) -> list:
+    """Numbers as they are, strings (TF gives bytes) as text."""
+    if value.dtype.kind in "biuf":
+        return value.tolist()
+    return np.vectorize(lambda b: b.decode("utf-8", "replace"), otypes=[object])(value).tolist()
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -59,7 +67,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         call = caller(int(cmd["batch"]))
         if cmd["op"] == "predict":
             threading = tf.config.threading
-            answer = {"outputs": {k: v.tolist() for k, v in call().items() if v.dtype.kind in "biuf"},
+            answer = {"outputs": {k: _jsonable(v) for k, v in call().items()},
                       "thread_pools": [threading.get_intra_op_parallelism_threads(),
                                        threading.get_inter_op_parallelism_threads()]}
         elif cmd["op"] == "latency":

@@ -238,7 +238,7 @@ def _measure(batch_sizes: Sequence[int], batches: Dict[int, Dict[str, np.ndarray
 
 
 def _pools_label(pools: Tuple[int, int]) -> str:
-    if tuple(pools) == (0, 0):
+    if pools == (0, 0):
         return "TF default"
     return f"intra_op={pools[0]}, inter_op={pools[1]}"
 
@@ -262,7 +262,7 @@ def run_serving_benchmark(model_base_path: str, model_name: str, make_batch: Cal
       repeats: throughput is measured in this many interleaved rounds (median reported).
       server_threads: ``--rest_api_num_threads`` of the server (default: the server's).
       thread_pools: ``(intra_op, inter_op)`` TF thread-pool sizes to measure, each given to both sides
-        (0 = TensorFlow's choice); the first is the server's default and carries the target.
+        (0 = TensorFlow's choice); each setting gets its own target verdict.
     """
     versions = list_versions(model_base_path)
     if not versions:
@@ -271,13 +271,13 @@ def run_serving_benchmark(model_base_path: str, model_name: str, make_batch: Cal
     saved_model = os.path.join(model_base_path, str(version))
     path = f"/v1/models/{model_name}/versions/{version}:predict"
     batches = {n: {k: np.asarray(v) for k, v in make_batch(n).items()} for n in batch_sizes}
+    pool_settings = [(int(intra), int(inter)) for intra, inter in thread_pools]
     results = []
     with tempfile.TemporaryDirectory(prefix="grec-serving-bench-") as work:
         batches_file = os.path.join(work, "batches.pkl")
         with open(batches_file, "wb") as f:
             pickle.dump(batches, f)
-        for pools in thread_pools:
-            pools = (int(pools[0]), int(pools[1]))
+        for pools in pool_settings:
             caller = _SavedModelCaller(saved_model, signature_name, batches_file, pools)
             try:
                 proc, port = _start_server(model_base_path, model_name, server_threads, pools)
@@ -294,8 +294,8 @@ def run_serving_benchmark(model_base_path: str, model_name: str, make_batch: Cal
 
     largest = max(batch_sizes)
     targets = []
-    for pools in thread_pools:
-        label = _pools_label((int(pools[0]), int(pools[1])))
+    for pools in pool_settings:
+        label = _pools_label(pools)
         at_largest = [r for r in results if r["thread_pools"] == label and r["path"] == "server"
                       and r["batch"] == largest]
         ratios = {r["format"]: r["throughput_ratio_vs_in_process"] for r in at_largest if r["format"] in TARGET_FORMATS}

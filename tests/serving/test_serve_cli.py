@@ -93,6 +93,16 @@ def test_serving_benchmark_writes_json_and_markdown(toy_exports, tmp_path):
     assert not [f for f in os.listdir(tmp_path) if ".tmp" in f]
 
 
+def test_serving_benchmark_checks_every_output_of_a_multi_output_signature(toy_exports, tmp_path):
+    from grec_tf.benchmarks.serving import run_serving_benchmark
+    base = os.path.join(toy_exports["export_dir"], MODEL)
+    report = run_serving_benchmark(base, MODEL, make_batch, str(tmp_path), signature_name="score_all",
+                                   batch_sizes=(3,), seconds=0.1, concurrency=1, repeats=1)
+    server = [r for r in report["results"] if r["path"] == "server"]
+    assert {r["format"] for r in server} == {"row", "columnar", "row, stdlib json"}
+    assert all(r["max_abs_diff_vs_in_process"] < 1e-6 for r in server)
+
+
 def test_thread_pool_option_parsing():
     from grec_tf.benchmarks.serving import parse_thread_pools
     assert parse_thread_pools("0/0, 1/0") == [(0, 0), (1, 0)]

@@ -129,6 +129,21 @@ def test_server_sizes_tensorflow_thread_pools_from_its_flags(toy_exports, monkey
     assert "--tensorflow_intra_op_parallelism must be >= 0" in capsys.readouterr().err
 
 
+def test_server_process_freezes_its_loaded_model(toy_exports, monkeypatch):
+    import grec_tf.serving.rest_server as rest_server
+
+    class Built(Exception):
+        pass
+
+    def registry(*args, **kwargs):
+        raise Built(kwargs)
+    monkeypatch.setattr(rest_server, "configure_thread_pools", lambda intra_op, inter_op: None)
+    monkeypatch.setattr(rest_server, "ModelRegistry", registry)
+    with pytest.raises(Built) as got:
+        main(["--model_base_path", os.path.join(toy_exports["export_dir"], MODEL), "--poll_seconds", "0"])
+    assert got.value.args[0] == {"poll_seconds": 0.0, "freeze_heap": True}
+
+
 def test_thread_pools_are_sized_in_a_fresh_process_and_refused_later():
     code = ("import grec_tf, tensorflow as tf\n"
             "from grec_tf.serving.thread_pools import configure_thread_pools\n"

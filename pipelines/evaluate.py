@@ -1,19 +1,13 @@
 """python -m pipelines.evaluate --run DIR [--set k=v ...] [--split test]
 
 Scores a split of the run's data (as its config.yaml describes it, with any --set applied) with the
-run's final weights and prints AUC, AP, GAUC and logloss per task sentence next to the oracle's.
+run's final weights and prints AUC, AP, GAUC and logloss per task sentence (next to the oracle's when the
+data has one).
 """
 import argparse
-import os
 import sys
 
-import grec_tf  # noqa: F401
-from grec_tf.config import apply_overrides, parse_config
-from grec_tf.data.sources import load_splits
 from grec_tf.errors import GRecError
-from grec_tf.metrics.report import metrics_table
-from grec_tf.training.run_folder import load_run
-from grec_tf.training.trainer import evaluate_frame
 
 
 def main(argv=None) -> int:
@@ -25,18 +19,21 @@ def main(argv=None) -> int:
     parser.add_argument("--json", default=None, help="also write the report to this file")
     args = parser.parse_args(argv)
     try:
-        config, model = load_run(args.run)
+        from grec_tf.atomic_files import write_json_atomic
+        from grec_tf.config import apply_overrides, parse_config
+        from grec_tf.experiment import Experiment, load_run
+        from grec_tf.metrics.report import metrics_table
+
+        experiment, model = load_run(args.run)
         if args.overrides:
-            config = parse_config(apply_overrides(config.to_dict(), args.overrides), source="--set")
-        splits = load_splits(config, default_dir=os.path.join(args.run, "data"))
-        report = evaluate_frame(model, splits[args.split], config)
+            config = parse_config(apply_overrides(experiment.config.to_dict(), args.overrides), source="--set")
+            experiment = Experiment(config, data_dir=experiment.data_dir, statistics=experiment.statistics)
+        report = experiment.evaluate(model, args.split)
     except GRecError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(metrics_table(report["test"], report.get("oracle")))
     if args.json:
-        from grec_tf.atomic_files import write_json_atomic
-
         write_json_atomic(args.json, {args.split: report["test"], "oracle": report.get("oracle")})
     return 0
 

@@ -1,4 +1,4 @@
-"""Writes the embedded synthetic telecom dataset (SPEC §7) to parquet and prints its dataset card.
+"""Writes the embedded synthetic telecom dataset to parquet and prints its dataset card.
 
     python -m pipelines.generate --rows 1000000 --seed 7 --out data/telecom
     python -m pipelines.generate --config configs/telecom.yaml --set data.rows=20000

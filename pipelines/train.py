@@ -1,48 +1,55 @@
 """python -m pipelines.train --config configs/telecom.yaml [--set k=v ...] --out DIR
 
-Builds the data, trains with model.fit (TensorBoard logs, checkpoints, resume), evaluates on the
-test split, writes DIR/metrics.json, prints each task sentence's AUC next to the oracle's, and
-exports the SavedModel to {export.export_dir}/{export.model_name}/{version} (a relative export_dir
-is taken relative to DIR).
+Builds the data, trains with model.fit (TensorBoard logs, checkpoints, resume), evaluates on the test
+split, writes DIR/metrics.json, prints each task sentence's metrics (next to the oracle's when the data
+has one), and exports the SavedModel to {export.export_dir}/{model name}/{version} (a relative export_dir
+is taken relative to DIR; the model name defaults to model.type).
 """
 import argparse
 import os
 import sys
 
-import grec_tf  # noqa: F401  (selects tf-keras before TensorFlow loads)
 from grec_tf.config import add_config_arguments, config_from_args
-from grec_tf.data.sources import load_splits
 from grec_tf.errors import GRecError
-from grec_tf.metrics.report import metrics_table
-from grec_tf.serving.signatures import export_model
-from grec_tf.training.trainer import train
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipelines.train", description=__doc__.split("\n\n")[1])
     add_config_arguments(parser)
     parser.add_argument("--out", default="runs/latest", help="run folder (resumes if it holds a backup)")
     parser.add_argument("--no-export", action="store_true", help="skip the SavedModel export")
     parser.add_argument("--verbose", type=int, default=1, help="Keras fit verbosity (0, 1, 2)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def summary_line(name: str, metrics: dict) -> str:
+    """``NAME: grec (routing task_sentence, experts 8, top_k 4), 123,456 params; 800 steps in 95 s``."""
+    model = dict(metrics["model"])
+    kind, params = model.pop("type"), model.pop("params")
+    details = ", ".join(f"{key} {value}" for key, value in model.items())
+    t = metrics["train"]
+    return (f"{name}: {kind}{f' ({details})' if details else ''}, {params:,} params; {t['steps']} steps in "
+            f"{t['seconds']:.0f} s ({t['examples_per_second']:,.0f} rows/s)")
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     try:
-        config = config_from_args(args)
-        splits = load_splits(config, default_dir=os.path.join(args.out, "data"))
-        run = train(config, args.out, splits, verbose=args.verbose)
+        config = config_from_args(args)  # config errors answer before TensorFlow loads
+        from grec_tf.experiment import Experiment
+        from grec_tf.metrics.report import metrics_table
+        from grec_tf.training.run_folder import resolve_export_dir
+
+        experiment = Experiment(config, data_dir=os.path.join(args.out, "data"))
+        run = experiment.train(args.out, verbose=args.verbose)
+        print(f"\n{summary_line(config.name, run.metrics)}")
+        print(metrics_table(run.metrics["test"], run.metrics.get("oracle")))
+        print(f"metrics: {os.path.join(args.out, 'metrics.json')}")
+        if not args.no_export:
+            print(f"exported: {experiment.export(run.model, resolve_export_dir(config, args.out))}")
     except GRecError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    m = run.metrics
-    print(f"\n{config.name}: {m['model']['type']} routing={m['model']['routing']} experts={m['model']['experts']} "
-          f"top_k={m['model']['top_k']} params={m['model']['params']:,}; {m['train']['steps']} steps in "
-          f"{m['train']['seconds']:.0f}s")
-    print(metrics_table(m["test"], m.get("oracle")))
-    print(f"metrics: {os.path.join(args.out, 'metrics.json')}")
-    if not args.no_export:
-        export_dir = config.export.export_dir
-        if not os.path.isabs(export_dir):
-            export_dir = os.path.join(args.out, export_dir)
-        print(f"exported: {export_model(run.model, config, export_dir)}")
     return 0
 
 

@@ -1,1 +1,1 @@
-"""Benchmarks behind ``python -m pipelines.benchmark NAME`` (SPEC §6); each writes JSON + Markdown results."""
+"""Benchmarks behind ``python -m pipelines.benchmark NAME``; each writes JSON + Markdown results."""

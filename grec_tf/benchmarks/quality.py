@@ -25,7 +25,7 @@ import numpy as np
 from grec_tf.atomic_files import write_report
 from grec_tf.config import ExperimentConfig, apply_overrides, load_config, parse_config
 from grec_tf.data.sources import load_splits
-from grec_tf.training.trainer import train
+from grec_tf.experiment import Experiment
 
 #: model variant -> config overrides (all other settings, budget included, are shared)
 VARIANTS: Dict[str, List[str]] = {
@@ -147,7 +147,8 @@ def run(out_dir: str, config: str = "configs/telecom.yaml", overrides: str = "",
         results = {}
         for name in [m.strip() for m in models.split(",") if m.strip()]:
             print(f"== training {name}", flush=True)
-            results[name] = train(_variant(base, name), os.path.join(work, name), splits, verbose=int(verbose)).metrics
+            experiment = Experiment(_variant(base, name), splits=splits)
+            results[name] = experiment.train(os.path.join(work, name), verbose=int(verbose)).metrics
         ceiling = bayes_ceiling(splits["test"]) if dataset == "telecom" else None
     first = next(iter(results.values()))
     sentences = [k for k in first["test"] if not k.startswith("use_case/")]

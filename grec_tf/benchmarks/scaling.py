@@ -1,4 +1,4 @@
-"""`scaling` benchmark (SPEC §6): training-step time as task sentences grow and as experts grow, GRec vs MMoE.
+"""`scaling` benchmark: training-step time as task sentences grow and as experts grow, GRec vs MMoE.
 
 Workload: the bottom + towers of the ranker on a random token stack -- tokens [B, S, D] (B = 512, S = 5 as the
 model's five tokens, D = 64), random 0/1 labels, and each example assigned uniformly at random to one of the T
@@ -34,12 +34,12 @@ import tensorflow as tf
 from grec_tf.atomic_files import write_report
 from grec_tf.benchmarks.step_timing import machine_description, precision_policy, time_interleaved
 from grec_tf.config import ModelConfig
-from grec_tf.models.bottoms import MMoEBottom, SparseMoEBottom
+from grec_tf.models.factory import build_bottom
 from grec_tf.models.multi_task_towers import MultiTaskTowers
 from grec_tf.profiling import count_flops
 
 MODELS = ("grec", "mmoe")
-_MODEL = ModelConfig()
+_MODEL = ModelConfig()  # defaults of the sizes below
 
 
 def split_task_sentences(t: int) -> Tuple[int, int]:
@@ -55,13 +55,9 @@ def _ints(value) -> List[int]:
 def _build(model: str, t: int, experts: int, sizes: dict, inputs: tuple) -> Tuple[Callable, int]:
     """The training step of one configuration and its trainable parameter count."""
     flows, use_cases = split_task_sentences(t)
-    if model == "grec":
-        moe = dict(num_experts=experts, top_k=sizes["top_k"], hidden_dim=sizes["hidden"], routing="task_sentence",
-                   num_flows=flows + 1, num_use_cases=use_cases + 1, capacity_factor=0.0,
-                   load_balance_weight=_MODEL.load_balance_weight, z_loss_weight=_MODEL.z_loss_weight, jitter=0.0)
-        bottom = SparseMoEBottom(sizes["width"], sizes["heads"], moe, name="grec_bottom")
-    else:
-        bottom = MMoEBottom(experts, t, sizes["hidden"], sizes["width"], name="mmoe_bottom")
+    config = ModelConfig(type=model, routing="task_sentence", num_experts=experts, top_k=sizes["top_k"],
+                         expert_hidden=sizes["hidden"], d_model=sizes["width"], num_heads=sizes["heads"], jitter=0.0)
+    bottom = build_bottom(config, flows + 1, use_cases + 1, t)
     towers = MultiTaskTowers(t, sizes["tower_units"], name="towers")
     tokens, flow_id, use_case_id = inputs[:3]
     towers(bottom(tokens[:2], flow_id[:2], use_case_id[:2])[0])  # build

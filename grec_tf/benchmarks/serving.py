@@ -375,21 +375,17 @@ def run(out_dir: str, model_base_path: str = "", model_name: str = "grec", confi
     ``thread_pools`` lists the ``intra_op/inter_op`` settings to measure, comma-separated (0 = TF's choice)."""
     pools = parse_thread_pools(thread_pools)
 
-    from grec_tf.config import load_config
     from grec_tf.data.feature_arrays import frame_to_arrays
-    from grec_tf.data.sources import load_splits
-    from grec_tf.serving.signatures import export_model
-    from grec_tf.training.trainer import train
+    from grec_tf.experiment import load_experiment
 
-    experiment = load_config(config, [item for item in overrides.split(";") if item.strip()])
     with tempfile.TemporaryDirectory(prefix="grec-serving-") as work:
-        splits = load_splits(experiment, default_dir=os.path.join(work, "data"))
+        experiment = load_experiment(config, [item for item in overrides.split(";") if item.strip()],
+                                     data_dir=os.path.join(work, "data"))
         if not model_base_path:
-            trained = train(experiment, os.path.join(work, "run"), splits, verbose=0)
-            export_model(trained.model, experiment, os.path.join(work, "exports"))
-            model_base_path = os.path.join(work, "exports", experiment.export.model_name)
-            model_name = experiment.export.model_name
-        rows = frame_to_arrays(splits["test"], experiment, with_labels=False)
+            trained = experiment.train(os.path.join(work, "run"), verbose=0)
+            model_base_path = os.path.dirname(experiment.export(trained.model, os.path.join(work, "exports")))
+            model_name = os.path.basename(model_base_path)
+        rows = frame_to_arrays(experiment.splits["test"], experiment.config, with_labels=False)
 
         def make_batch(n: int) -> Dict[str, np.ndarray]:
             index = np.arange(n) % len(rows["flow"])

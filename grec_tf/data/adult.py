@@ -1,4 +1,4 @@
-"""Loader for UCI Adult (SPEC §2) with the same two tasks as census-income.
+"""Loader for UCI Adult with the same two tasks as census-income.
 
 Input: a Parquet (or CSV with a header) table with the UCI Adult columns, e.g.
 ``../shared/data/adult/adult.parquet``. Column names are normalized (stripped, lower-cased,

@@ -1,4 +1,4 @@
-"""Loader for the public AliExpress multi-task dataset (SPEC §2).
+"""Loader for the public AliExpress multi-task dataset.
 
 The release (Alibaba Tianchi; one ``train.csv`` / ``test.csv`` pair per country: NL, ES, FR, US)
 has one row per impression with the header::

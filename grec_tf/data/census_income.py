@@ -1,4 +1,4 @@
-"""Loader for the raw UCI census-income (KDD) files (SPEC §2), with the two tasks of the MMoE paper.
+"""Loader for the raw UCI census-income (KDD) files, with the two tasks of the MMoE paper.
 
 Input: ``census-income.data`` / ``census-income.test`` (optionally ``.gz``) exactly as UCI ships
 them: no header, 42 fields separated by ``", "``. Column names and kinds follow UCI's

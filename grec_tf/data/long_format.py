@@ -1,4 +1,4 @@
-"""Wide multi-label tables -> the canonical long format (SPEC §2), by a declared rule.
+"""Wide multi-label tables -> the canonical long format, by a declared rule.
 
 A wide table has one row per impression and one 0/1 column per raw signal (``click``,
 ``conversion``, ...). The long format has one row per (impression, task sentence) with the columns

@@ -1,4 +1,4 @@
-"""Validation of long-format input (SPEC §2, §8) and reading of user tables.
+"""Validation of long-format input and reading of user tables.
 
 :func:`validate_long_frame` checks a long-format frame (one row per (impression, task sentence))
 against an :class:`~grec_tf.config.ExperimentConfig` and raises :class:`~grec_tf.errors.DataError`
@@ -18,7 +18,7 @@ Checks, in this order:
    categorical   str or int values (one type per column), no None/NaN
    item_id       as categorical
    numerical     int or float values (not bool, not strings), finite: no NaN, no +-Inf
-   text          str values; None/NaN are accepted and mean an empty query (SPEC §3.2)
+   text          str values; None/NaN are accepted and mean an empty query
    sequence      one list-like (list, tuple, 1-d array) of str or int ids per row, no None
                  rows or elements; empty lists are fine
    embedding     one list-like of exactly ``dim`` finite numbers per row

@@ -9,28 +9,30 @@ from typing import Dict, Tuple
 
 import tensorflow as tf
 
-from grec_tf.layers import MultiQueryAttention, ParallelTransformerBlock, SparseMoE
+from grec_tf.layers import SparseMoE
 
 
 @tf.keras.utils.register_keras_serializable(package="grec_tf")
 class SparseMoEBottom(tf.keras.layers.Layer):
-    """GRec: one parallel block mixes the S tokens, a routed sparse MoE transforms them, and a learned
-    query attention-pools them to one vector.
+    """GRec: a token mixer, a routed sparse MoE, and a learned-query attention pool, all injected.
 
-    Call: tokens [B, S, D], flow_id [B], use_case_id [B] -> ([B, D], dispatch [B, E]).
+    Args:
+      mixer: mixes the S tokens (e.g. one :class:`~grec_tf.layers.ParallelTransformerBlock`), [B, S, D] -> [B, S, D].
+      moe: the routed :class:`~grec_tf.layers.SparseMoE`, [B, S, D] -> [B, S, D].
+      pool_attention: a learned query [1, D] attends over the S tokens (a
+        :class:`~grec_tf.layers.MultiQueryAttention`); its output plus the token mean is the representation.
+
+    Call: tokens [B, S, D], flow_id [B], use_case_id [B] -> ([B, D], dispatch [B, E] float32).
     """
 
-    def __init__(self, d_model: int, num_heads: int, moe: Dict, dropout: float = 0.0, **kwargs):
+    def __init__(self, mixer: tf.keras.layers.Layer, moe: SparseMoE, pool_attention: tf.keras.layers.Layer,
+                 **kwargs):
         super().__init__(**kwargs)
-        self.d_model, self.num_heads, self.moe_config, self.dropout = d_model, num_heads, dict(moe), dropout
-        key_dim = max(d_model // num_heads, 8)
-        self.mixer = ParallelTransformerBlock(num_heads=num_heads, key_dim=key_dim, mlp_dim=2 * d_model,
-                                              dropout=dropout, name="token_mixer")
-        self.moe = SparseMoE(**self.moe_config, name="sparse_moe")
-        self.pool_attention = MultiQueryAttention(num_heads=num_heads, key_dim=key_dim, name="attention_pool")
+        self.mixer, self.moe, self.pool_attention = mixer, moe, pool_attention
 
     def build(self, input_shape) -> None:
-        self.pool_query = self.add_weight(name="pool_query", shape=(1, 1, self.d_model), initializer="glorot_uniform")
+        self.pool_query = self.add_weight(name="pool_query", shape=(1, 1, int(input_shape[-1])),
+                                          initializer="glorot_uniform")
         super().build(input_shape)
 
     def call(self, tokens: tf.Tensor, flow_id: tf.Tensor, use_case_id: tf.Tensor,
@@ -42,8 +44,16 @@ class SparseMoEBottom(tf.keras.layers.Layer):
         return pooled, dispatch
 
     def get_config(self) -> Dict:
-        return {**super().get_config(), "d_model": self.d_model, "num_heads": self.num_heads,
-                "moe": self.moe_config, "dropout": self.dropout}
+        return {**super().get_config(), "mixer": tf.keras.layers.serialize(self.mixer),
+                "moe": tf.keras.layers.serialize(self.moe),
+                "pool_attention": tf.keras.layers.serialize(self.pool_attention)}
+
+    @classmethod
+    def from_config(cls, config: Dict) -> "SparseMoEBottom":
+        config = dict(config)
+        for name in ("mixer", "moe", "pool_attention"):
+            config[name] = tf.keras.layers.deserialize(config[name])
+        return cls(**config)
 
 
 @tf.keras.utils.register_keras_serializable(package="grec_tf")

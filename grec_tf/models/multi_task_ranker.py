@@ -1,92 +1,67 @@
-"""The multi-task ranking model: GRec (sparse MoE with task-sentence routing) or a baseline bottom."""
+"""The multi-task ranking model: encoders -> token stack -> bottom -> towers, one TFRS ranking task per use case.
+
+Where it sits: :func:`grec_tf.models.factory.build_ranker` builds one from an experiment's config and its
+training-split statistics; every part arrives here already built (Merlin-style injected blocks), so the
+same class is GRec (a routed sparse-MoE bottom) or a baseline (MMoE, shared-bottom) depending only on the
+bottom it is given.
+"""
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from grec_tf.config import ExperimentConfig
-from grec_tf.data.feature_statistics import FeatureStatistics
-from grec_tf.models.bottoms import MMoEBottom, SharedBottom, SparseMoEBottom
-from grec_tf.models.feature_group_encoder import FeatureGroupEncoder
 from grec_tf.models.multi_task_towers import MultiTaskTowers
-from grec_tf.models.sequence_encoder import SequenceEncoder
 from grec_tf.models.task_sentence_embedding import TaskSentenceEmbedding
 
+#: the S = 5 tokens of the stack, in order
 TOKENS = ("sequence", "context", "search", "item", "task")
+TOWER_KEYS = ("use_case", "task_sentence")
 
 
 class MultiTaskRanker(tfrs.models.Model):
     """One model for every (flow, use case) task sentence.
 
-    Inputs (a dict, as produced by :func:`grec_tf.data.feature_arrays.frame_to_arrays`): ``flow`` and
-    ``use_case`` [B] string, every declared feature, and ``label`` [B] float for training.
+    Args:
+      task_embedding: flow/use-case lookup and the task token (width D).
+      bottom: maps tokens [B, S, D] (+ route ids) to the towers' input ([B, H] or [B, T, H]) and a routing
+        tensor or None (e.g. :class:`~grec_tf.models.bottoms.SparseMoEBottom`).
+      towers: T MLP heads, T = number of use-case ids (``tower_key="use_case"``) or of (flow, use case) ids.
+      context_encoder, item_encoder: feature-group encoders -> [B, D] (None when the group has no features).
+      sequence_encoder: viewed sequences -> [B, D], or None.
+      text_encoders: text feature name -> encoder of raw strings [B] -> [B, D]; their sum is the search token.
+      tower_key: "use_case" (one tower per use case) or "task_sentence" (one per flow x use case).
+      loss_weights: use case -> weight of its loss in the total (default 1).
 
-    Pipeline: feature groups -> S=5 tokens [sequence, context, search, item, task] of width D ->
-    bottom (``model.type``: GRec's routed sparse MoE, MMoE or shared-bottom) -> towers (one per use
-    case, or per task sentence) -> the logit of each row's own task sentence.
+    Inputs: a dict with ``flow`` and ``use_case`` [B] string and every declared feature (raw values, see
+    :mod:`grec_tf.data.input_specs`), plus ``label`` [B] float for training.
 
     Loss: one ``tfrs.tasks.Ranking`` per use case (sigmoid cross-entropy over that use case's rows,
-    averaged over them, times the configured loss weight); the MoE auxiliary losses reach the total
-    through ``self.losses`` (TFRS adds them as regularization).
+    averaged over them, times its loss weight); the MoE auxiliary losses reach the total through
+    ``self.losses`` (TFRS adds them as regularization).
     """
 
-    def __init__(self, config: ExperimentConfig, statistics: FeatureStatistics):
-        super().__init__()
-        self.config, self.statistics = config, statistics
-        m = config.model
-        D = m.d_model
-        self.use_cases = list(config.data.use_cases)
-        self.flows = list(config.data.flows)
-        self.task_embedding = TaskSentenceEmbedding(self.flows, self.use_cases, D, name="task_sentence_embedding")
-
-        def group_encoder(group: str) -> Optional[FeatureGroupEncoder]:
-            feats = [f for f in config.features if f.group == group]
-            categorical = [{"name": f.name, "vocabulary": statistics.vocabularies[f.name], "num_oov": f.num_oov,
-                            "embedding_dim": f.embedding_dim or m.embedding_dim}
-                           for f in feats if f.kind in ("categorical", "item_id")]
-            numerical = [{"name": f.name, "mean": statistics.moments[f.name][0],
-                          "variance": statistics.moments[f.name][1]} for f in feats if f.kind == "numerical"]
-            vectors = [{"name": f.name, "dim": f.dim} for f in feats if f.kind == "embedding"]
-            if not (categorical or numerical or vectors):
-                return None
-            return FeatureGroupEncoder(categorical, numerical, vectors, D, name=f"{group}_encoder")
-
-        self.context_encoder = group_encoder("context")
-        self.item_encoder = group_encoder("item")
-        sequences = [{"name": f.name, "vocabulary": statistics.vocabularies[f.name], "num_oov": f.num_oov,
-                      "max_length": f.max_length} for f in config.features if f.kind == "sequence"]
-        target_attention = m.target_attention and self.item_encoder is not None
-        self.sequence_encoder = (SequenceEncoder(sequences, D, num_blocks=m.sequence_blocks, num_heads=m.num_heads,
-                                                 dropout=m.dropout, target_attention=target_attention,
-                                                 name="sequence_encoder") if sequences else None)
-        texts = [f for f in config.features if f.kind == "text"]
-        self.text_features = [f.name for f in texts]
-        self.text_encoders = []
-        if texts:
-            from grec_tf.text import make_text_encoder
-
-            self.text_encoders = [make_text_encoder(m.text_encoder, statistics.text_vocabularies.get(f.name),
-                                                    f.max_length, D) for f in texts]
-
-        self.num_flow_ids = len(self.flows) + 1
-        self.num_use_case_ids = len(self.use_cases) + 1
-        # Tower 0 (and flow 0) is the out-of-vocabulary slot: an unknown use case gets an untrained tower
-        # rather than silently borrowing a real one; training never routes rows there.
-        self.num_towers = (self.num_use_case_ids if m.towers == "use_case"
-                           else self.num_flow_ids * self.num_use_case_ids)
-        if m.type == "grec":
-            moe = dict(num_experts=m.num_experts, top_k=m.top_k, hidden_dim=m.expert_hidden, routing=m.routing,
-                       num_flows=self.num_flow_ids, num_use_cases=self.num_use_case_ids,
-                       capacity_factor=m.capacity_factor, load_balance_weight=m.load_balance_weight,
-                       z_loss_weight=m.z_loss_weight, jitter=m.jitter)
-            self.bottom = SparseMoEBottom(D, m.num_heads, moe, dropout=m.dropout, name="grec_bottom")
-        elif m.type == "mmoe":
-            self.bottom = MMoEBottom(m.num_experts, self.num_towers, m.expert_hidden, D, name="mmoe_bottom")
-        else:
-            self.bottom = SharedBottom(m.expert_hidden, D, name="shared_bottom")
-        self.towers = MultiTaskTowers(self.num_towers, m.tower_units, name="towers")
+    def __init__(self, task_embedding: TaskSentenceEmbedding, bottom: tf.keras.layers.Layer,
+                 towers: MultiTaskTowers, context_encoder: Optional[tf.keras.layers.Layer] = None,
+                 item_encoder: Optional[tf.keras.layers.Layer] = None,
+                 sequence_encoder: Optional[tf.keras.layers.Layer] = None,
+                 text_encoders: Optional[Dict[str, tf.keras.layers.Layer]] = None, tower_key: str = "use_case",
+                 loss_weights: Optional[Dict[str, float]] = None, **kwargs):
+        super().__init__(**kwargs)
+        if tower_key not in TOWER_KEYS:
+            raise ValueError(f"MultiTaskRanker: tower_key must be one of {TOWER_KEYS}, got {tower_key!r}")
+        expected_towers = (task_embedding.num_use_case_ids if tower_key == "use_case"
+                           else task_embedding.num_flow_ids * task_embedding.num_use_case_ids)
+        if towers.num_towers != expected_towers:
+            raise ValueError(f"MultiTaskRanker: tower_key={tower_key!r} needs {expected_towers} towers, "
+                             f"got {towers.num_towers}")
+        self.task_embedding, self.bottom, self.towers = task_embedding, bottom, towers
+        self.context_encoder, self.item_encoder = context_encoder, item_encoder
+        self.sequence_encoder = sequence_encoder
+        self.text_encoders = dict(text_encoders or {})
+        self.tower_key = tower_key
+        self.loss_weights = {str(k): float(v) for k, v in (loss_weights or {}).items()}
         self.ranking_tasks = {
             uc: tfrs.tasks.Ranking(
                 loss=tf.keras.losses.BinaryCrossentropy(from_logits=True, reduction=tf.keras.losses.Reduction.SUM),
@@ -97,18 +72,39 @@ class MultiTaskRanker(tfrs.models.Model):
         # TFRS reports the last batch's loss; this is the epoch mean (what early stopping watches).
         self.task_loss = tf.keras.metrics.Mean(name="task_loss")
 
+    @property
+    def flows(self) -> List[str]:
+        return self.task_embedding.flows
+
+    @property
+    def use_cases(self) -> List[str]:
+        return self.task_embedding.use_cases
+
+    @property
+    def d_model(self) -> int:
+        return self.task_embedding.d_model
+
+    _PARTS = ("task_embedding", "bottom", "towers", "context_encoder", "item_encoder", "sequence_encoder")
+
     def get_config(self) -> Dict:
-        return {"config": self.config.to_dict(), "statistics": self.statistics.to_dict()}
+        parts = {name: tf.keras.layers.serialize(getattr(self, name)) if getattr(self, name) is not None else None
+                 for name in self._PARTS}
+        texts = {name: tf.keras.layers.serialize(layer) for name, layer in self.text_encoders.items()}
+        return {**parts, "text_encoders": texts, "tower_key": self.tower_key, "loss_weights": self.loss_weights}
 
     @classmethod
-    def from_config(cls, values: Dict) -> "MultiTaskRanker":
-        from grec_tf.config import parse_config
-
-        return cls(parse_config(values["config"]), FeatureStatistics.from_dict(values["statistics"]))
+    def from_config(cls, config: Dict) -> "MultiTaskRanker":
+        config = dict(config)
+        for name in cls._PARTS:
+            if config.get(name) is not None:
+                config[name] = tf.keras.layers.deserialize(config[name])
+        config["text_encoders"] = {name: tf.keras.layers.deserialize(layer)
+                                   for name, layer in (config.get("text_encoders") or {}).items()}
+        return cls(**config)
 
     # -- forward -----------------------------------------------------------------------------------
     def tokens(self, features: Dict[str, tf.Tensor], training=None) -> Dict[str, tf.Tensor]:
-        """Route ids and the token stack [B, S, D] of a feature dict."""
+        """Route ids ``flow_id``, ``use_case_id`` [B] int64 and the token stack ``tokens`` [B, S=5, D]."""
         flow_id, use_case_id, task_token = self.task_embedding(features["flow"], features["use_case"])
         zeros = tf.zeros_like(task_token)
         item = self.item_encoder(features) if self.item_encoder else zeros
@@ -116,21 +112,21 @@ class MultiTaskRanker(tfrs.models.Model):
             "sequence": (self.sequence_encoder(features, candidate=item, training=training)
                          if self.sequence_encoder else zeros),
             "context": self.context_encoder(features) if self.context_encoder else zeros,
-            "search": (tf.add_n([tf.cast(enc(features[name], training=training), task_token.dtype)
-                                 for enc, name in zip(self.text_encoders, self.text_features)])
+            "search": (tf.add_n([tf.cast(encoder(features[name], training=training), task_token.dtype)
+                                 for name, encoder in self.text_encoders.items()])
                        if self.text_encoders else zeros),
             "item": item,
             "task": task_token,
         }
-        dtype = self.compute_dtype
-        stack = tf.stack([tf.cast(tokens[name], dtype) for name in TOKENS], axis=1)
-        stack = tf.ensure_shape(stack, [None, len(TOKENS), self.config.model.d_model])
+        stack = tf.stack([tf.cast(tokens[name], self.compute_dtype) for name in TOKENS], axis=1)
+        stack = tf.ensure_shape(stack, [None, len(TOKENS), self.d_model])
         return {"flow_id": flow_id, "use_case_id": use_case_id, "tokens": stack}
 
     def tower_index(self, flow_id: tf.Tensor, use_case_id: tf.Tensor) -> tf.Tensor:
-        if self.config.model.towers == "use_case":
+        """[B] index of each row's own tower."""
+        if self.tower_key == "use_case":
             return use_case_id
-        return flow_id * self.num_use_case_ids + use_case_id
+        return flow_id * self.task_embedding.num_use_case_ids + use_case_id
 
     def call(self, features: Dict[str, tf.Tensor], training=None) -> Dict[str, tf.Tensor]:
         """Returns ``logit`` and ``probability`` [B] of each row's own task sentence, ``logits``
@@ -159,6 +155,6 @@ class MultiTaskRanker(tfrs.models.Model):
                                                   sample_weight=weight, training=training)
             mean = tf.math.divide_no_nan(summed, rows)
             self.use_case_losses[use_case].update_state(mean, sample_weight=tf.minimum(rows, 1.0))
-            total += self.config.model.loss_weights.get(use_case, 1.0) * mean
+            total += self.loss_weights.get(use_case, 1.0) * mean
         self.task_loss.update_state(total, sample_weight=tf.cast(tf.shape(labels)[0], tf.float32))
         return total

@@ -16,24 +16,8 @@ from typing import Dict, Optional
 import tensorflow as tf
 
 from grec_tf.config import ExperimentConfig
+from grec_tf.data.input_specs import input_specs
 from grec_tf.serving.versioned_export import export_saved_model
-
-
-def input_specs(config: ExperimentConfig, with_use_case: bool = True) -> Dict[str, tf.TensorSpec]:
-    """Named TensorSpecs of the raw inputs (sequences: [B, L] ""-padded strings, any L)."""
-    specs = {"flow": tf.TensorSpec([None], tf.string, name="flow")}
-    if with_use_case:
-        specs["use_case"] = tf.TensorSpec([None], tf.string, name="use_case")
-    for f in config.features:
-        if f.kind == "numerical":
-            specs[f.name] = tf.TensorSpec([None], tf.float32, name=f.name)
-        elif f.kind == "embedding":
-            specs[f.name] = tf.TensorSpec([None, f.dim], tf.float32, name=f.name)
-        elif f.kind == "sequence":
-            specs[f.name] = tf.TensorSpec([None, None], tf.string, name=f.name)
-        else:
-            specs[f.name] = tf.TensorSpec([None], tf.string, name=f.name)
-    return specs
 
 
 class ServingModule(tf.Module):
@@ -79,13 +63,3 @@ def export_model(model: tf.keras.Model, config: ExperimentConfig, export_dir: st
     atomically; returns the version folder."""
     return export_saved_model(lambda path: save_serving_model(model, config, path), export_dir,
                               config.export.model_name, version)
-
-
-def placeholder_batch(config: ExperimentConfig, rows: int = 1) -> Dict[str, tf.Tensor]:
-    """A batch of ``rows`` empty/zero raw inputs (unknown categories, empty query, empty sequences),
-    used to build a model's variables before restoring weights."""
-    batch = {}
-    for name, spec in input_specs(config).items():
-        shape = [rows] + [d if d is not None else 1 for d in spec.shape[1:]]
-        batch[name] = tf.fill(shape, "") if spec.dtype == tf.string else tf.zeros(shape, spec.dtype)
-    return batch

@@ -1,10 +1,9 @@
-"""NLP head for the search query (SPEC §3 item 2).
+"""NLP head for the search query and other text features (the model factory picks one encoder).
 
 - :func:`build_wordpiece_vocabulary`: WordPiece vocabulary learned from the training text.
 - :class:`SearchQueryEncoder`: raw strings -> tensorflow-text WordPiece tokens -> small transformer ->
   masked mean pooling (learned vector for empty queries).
 - :class:`HubTextEncoder`: raw strings -> ``hub.KerasLayer`` (TF Hub handle or local SavedModel) -> Dense.
-- :func:`make_text_encoder`: picks one of the two from a :class:`grec_tf.config.TextEncoderConfig`.
 """
 from grec_tf.text.wordpiece_vocabulary import (
     DEFAULT_RESERVED_TOKENS,
@@ -14,7 +13,6 @@ from grec_tf.text.wordpiece_vocabulary import (
 )
 from grec_tf.text.search_query_encoder import SearchQueryEncoder
 from grec_tf.text.hub_text_encoder import HubTextEncoder
-from grec_tf.text.factory import make_text_encoder
 
 __all__ = [
     "DEFAULT_RESERVED_TOKENS",
@@ -23,5 +21,4 @@ __all__ = [
     "build_wordpiece_vocabulary",
     "SearchQueryEncoder",
     "HubTextEncoder",
-    "make_text_encoder",
 ]

@@ -1,4 +1,4 @@
-"""validate_long_frame and read_table: one test per kind of bad input (SPEC §8).
+"""validate_long_frame and read_table: one test per kind of bad input.
 
 Every error must name the file, the column and the exact first bad row (0-based position), and show
 the offending value.

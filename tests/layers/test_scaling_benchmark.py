@@ -1,4 +1,4 @@
-"""`scaling` benchmark (SPEC §6): a tiny run's report and the scaling laws that hold by construction."""
+"""`scaling` benchmark: a tiny run's report and the scaling laws that hold by construction."""
 import json
 
 import grec_tf  # noqa: F401  (Keras 2 before TensorFlow)

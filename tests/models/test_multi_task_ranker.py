@@ -10,7 +10,7 @@ from grec_tf.data.feature_arrays import frame_to_arrays
 from grec_tf.data.feature_statistics import compute_feature_statistics
 from grec_tf.metrics import roc_auc
 from grec_tf.models.multi_task_ranker import MultiTaskRanker
-from grec_tf.training.trainer import build_model
+from grec_tf.experiment import Experiment
 from tests.tiny_experiment import tiny_config, tiny_frame
 
 
@@ -24,9 +24,13 @@ def _batch(frame, config, rows=None):
     return {k: tf.constant(v.astype(str) if v.dtype == object else v) for k, v in arrays.items()}
 
 
+def _build(config, frame):
+    return Experiment(config, statistics=compute_feature_statistics(frame, config)).build_model()
+
+
 def _model(frame, **model):
     config = tiny_config(**model)
-    return config, build_model(config, compute_feature_statistics(frame, config))
+    return config, _build(config, frame)
 
 
 def test_outputs_and_task_sentence_routing(frame):
@@ -97,7 +101,7 @@ def test_mixed_bfloat16(frame):
     config = tiny_config()
     config.train.mixed_precision = "mixed_bfloat16"
     try:
-        model = build_model(config, compute_feature_statistics(frame, config))
+        model = _build(config, frame)
         batch = _batch(frame, config, 32)
         out = model(batch, training=True)
         assert out["logits"].dtype == tf.float32 and out["routing"].dtype == tf.float32
@@ -120,9 +124,11 @@ def test_grec_config_with_local_hub_text_encoder_trains(frame, tmp_path):
     vocab_dir.mkdir()
     handle = tmp_path / "encoder"
     export_tiny_text_encoder(handle, vocab_dir)
-    config, model = _model(frame, text_encoder={"type": "hub", "handle": str(handle), "trainable": False})
-    assert model.statistics.text_vocabularies == {}  # no WordPiece vocabulary learned for a hub encoder
-    encoder = model.text_encoders[0]
+    config = tiny_config(text_encoder={"type": "hub", "handle": str(handle), "trainable": False})
+    statistics = compute_feature_statistics(frame, config)
+    assert statistics.text_vocabularies == {}  # no WordPiece vocabulary learned for a hub encoder
+    model = Experiment(config, statistics=statistics).build_model()
+    encoder = model.text_encoders["query"]
     assert type(encoder).__name__ == "HubTextEncoder"
     batch = _batch(frame, config, 64)
     model(batch)
@@ -143,7 +149,9 @@ def test_get_config_round_trip_rebuilds_the_same_model(frame):
     clone(batch, training=False)
     clone.set_weights(model.get_weights())
     np.testing.assert_allclose(clone(batch, training=False)["probability"].numpy(), expected, atol=1e-6)
-    assert clone.statistics.vocabularies == model.statistics.vocabularies
+    assert clone.context_encoder.categorical == model.context_encoder.categorical  # vocabularies travel
+    assert clone.sequence_encoder.sequences == model.sequence_encoder.sequences
+    assert type(clone.bottom.moe.router) is type(model.bottom.moe.router)
 
 
 def test_task_loss_metric_is_the_row_weighted_epoch_mean(frame):

@@ -15,7 +15,7 @@ from grec_tf.data.feature_statistics import compute_feature_statistics
 from grec_tf.serving.model_registry import ModelRegistry
 from grec_tf.serving.rest_server import ServerThread
 from grec_tf.serving.signatures import export_model
-from grec_tf.training.trainer import build_model
+from grec_tf.experiment import Experiment
 from tests.serving.conftest import Client
 from tests.tiny_experiment import tiny_config, tiny_frame
 
@@ -24,7 +24,7 @@ from tests.tiny_experiment import tiny_config, tiny_frame
 def exported(tmp_path_factory):
     config = tiny_config()
     train = tiny_frame(512, seed=0)
-    model = build_model(config, compute_feature_statistics(train, config))
+    model = Experiment(config, statistics=compute_feature_statistics(train, config)).build_model()
     model.fit(make_dataset(frame_to_arrays(train, config), 64, shuffle=True, seed=0), epochs=1, verbose=0)
     frame = tiny_frame(40, seed=5)
     frame.loc[0, "plan"] = "never-seen-plan"

@@ -12,7 +12,8 @@ import tensorflow_text as tf_text
 
 from grec_tf.config import TextEncoderConfig
 from grec_tf.errors import ConfigError
-from grec_tf.text import HubTextEncoder, SearchQueryEncoder, build_wordpiece_vocabulary, make_text_encoder
+from grec_tf.models.factory import build_text_encoder
+from grec_tf.text import HubTextEncoder, SearchQueryEncoder, build_wordpiece_vocabulary
 
 WORDS = ["iphone", "case", "galaxy", "watch", "band", "charger", "plan", "tablet"]
 HUB_DIM, OUT_DIM = 6, 4
@@ -121,19 +122,19 @@ def test_output_selection_shapes_and_config(hub_path):
         HubTextEncoder(hub_path + "_missing", output_dim=OUT_DIM)
 
 
-def test_make_text_encoder(hub_path):
+def test_build_text_encoder(hub_path):
     hub_cfg = TextEncoderConfig(type="hub", handle=hub_path, trainable=True)
-    hub_layer = make_text_encoder(hub_cfg, vocabulary=None, max_tokens=8, output_dim=OUT_DIM)
+    hub_layer = build_text_encoder(hub_cfg, vocabulary=None, max_tokens=8, output_dim=OUT_DIM)
     assert isinstance(hub_layer, HubTextEncoder) and hub_layer.encoder_trainable
     vocab = build_wordpiece_vocabulary(["iphone case", "galaxy watch"] * 10, vocab_size=60)
     cfg = TextEncoderConfig(type="transformer", num_layers=1, num_heads=2)
-    layer = make_text_encoder(cfg, vocabulary=vocab, max_tokens=8, output_dim=OUT_DIM)
+    layer = build_text_encoder(cfg, vocabulary=vocab, max_tokens=8, output_dim=OUT_DIM)
     assert isinstance(layer, SearchQueryEncoder) and layer.max_tokens == 8
     assert layer(tf.constant(["iphone", ""])).shape == (2, OUT_DIM)
     with pytest.raises(ConfigError, match="vocabulary"):
-        make_text_encoder(cfg, vocabulary=None, max_tokens=8, output_dim=OUT_DIM)
+        build_text_encoder(cfg, vocabulary=None, max_tokens=8, output_dim=OUT_DIM)
     with pytest.raises(ConfigError, match="num_heads"):
-        make_text_encoder(TextEncoderConfig(num_heads=3), vocabulary=vocab, max_tokens=8, output_dim=OUT_DIM)
+        build_text_encoder(TextEncoderConfig(num_heads=3), vocabulary=vocab, max_tokens=8, output_dim=OUT_DIM)
 
 
 def test_model_with_hub_encoder_exports_self_contained(hub_path, tmp_path):

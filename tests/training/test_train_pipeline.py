@@ -9,7 +9,7 @@ import yaml
 
 import grec_tf  # noqa: F401
 from grec_tf.data.sources import load_splits
-from grec_tf.training.trainer import train
+from grec_tf.experiment import Experiment
 from pipelines import evaluate as evaluate_cli
 from pipelines import export as export_cli
 from pipelines import train as train_cli
@@ -102,12 +102,12 @@ def test_resume_after_crash_matches_uninterrupted(tmp_path):
     splits = load_splits(config)
     steps_per_epoch = math.ceil(640 / 64)
 
-    straight = train(config, str(tmp_path / "straight"), splits, verbose=0)
+    straight = Experiment(config, splits=splits).train(str(tmp_path / "straight"), verbose=0)
     resumed_dir = str(tmp_path / "resumed")
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train(config, resumed_dir, splits, callbacks=[_Crash(at=steps_per_epoch + 7)], verbose=0)
+        Experiment(config, splits=splits).train(resumed_dir, callbacks=[_Crash(at=steps_per_epoch + 7)], verbose=0)
     assert os.path.isdir(os.path.join(resumed_dir, "backup"))
-    resumed = train(config, resumed_dir, splits, verbose=0)
+    resumed = Experiment(config, splits=splits).train(resumed_dir, verbose=0)
 
     assert straight.metrics["train"]["steps"] == 3 * steps_per_epoch
     assert resumed.metrics["train"]["steps"] == straight.metrics["train"]["steps"]

@@ -1,0 +1,146 @@
+"""The public entry point: an experiment is a config, its data splits, the training split's statistics,
+and the model they describe.
+
+    experiment = load_experiment("configs/telecom.yaml", overrides=["data.rows=30000"])
+    model = experiment.build_model()
+    model.fit(experiment.dataset("train", shuffle=True), validation_data=experiment.dataset("valid"))
+    report = experiment.evaluate(model)
+    experiment.export(model, "exports")
+
+or, with checkpoints, TensorBoard, early stopping and ``metrics.json``: ``experiment.train("runs/x")``.
+Splits, statistics and feature arrays are computed on first use and kept.
+"""
+from __future__ import annotations
+
+import os
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from grec_tf.atomic_files import write_json_atomic
+from grec_tf.config import ExperimentConfig, load_config
+from grec_tf.data.dataset import make_dataset
+from grec_tf.data.feature_arrays import frame_to_arrays
+from grec_tf.data.feature_statistics import FeatureStatistics, compute_feature_statistics
+from grec_tf.data.input_specs import placeholder_batch
+from grec_tf.data.sources import load_splits
+from grec_tf.models.factory import build_ranker, validate_model_config
+from grec_tf.models.multi_task_ranker import MultiTaskRanker
+from grec_tf.serving.signatures import export_model
+from grec_tf.training import run_folder
+from grec_tf.training.evaluation import evaluate_scores, predict_probabilities
+from grec_tf.training.expert_utilization import expert_utilization
+from grec_tf.training.trainer import TrainingRun, count_params, fit
+
+#: evaluation and validation batches are at least this large (no gradients: bigger is faster)
+EVAL_BATCH = 1024
+
+
+class Experiment:
+    """One experiment. ``data_dir``: where the telecom data is generated when ``data.path`` is unset;
+    ``splits`` / ``statistics``: given frames or statistics instead of loading / computing them."""
+
+    def __init__(self, config: ExperimentConfig, data_dir: Optional[str] = None,
+                 splits: Optional[Dict[str, pd.DataFrame]] = None, statistics: Optional[FeatureStatistics] = None):
+        validate_model_config(config)
+        self.config, self.data_dir = config, data_dir
+        self._splits, self._statistics = splits, statistics
+        self._arrays: Dict[str, Dict[str, np.ndarray]] = {}
+
+    @classmethod
+    def from_yaml(cls, path: Optional[str], overrides: Sequence[str] = (), data_dir: Optional[str] = None):
+        """The experiment a YAML file (plus ``key.path=value`` overrides) describes."""
+        return cls(load_config(path, overrides), data_dir=data_dir)
+
+    @property
+    def splits(self) -> Dict[str, pd.DataFrame]:
+        """Validated long-format ``train`` / ``valid`` / ``test`` frames."""
+        if self._splits is None:
+            self._splits = load_splits(self.config, default_dir=self.data_dir)
+        return self._splits
+
+    @property
+    def statistics(self) -> FeatureStatistics:
+        """Vocabularies and normalization from the training split."""
+        if self._statistics is None:
+            self._statistics = compute_feature_statistics(self.splits["train"], self.config)
+        return self._statistics
+
+    def arrays(self, split: str) -> Dict[str, np.ndarray]:
+        """The model inputs (and ``label``) of a split as numpy arrays."""
+        if split not in self._arrays:
+            self._arrays[split] = frame_to_arrays(self.splits[split], self.config)
+        return self._arrays[split]
+
+    def dataset(self, split: str, shuffle: bool = False, batch_size: Optional[int] = None) -> tf.data.Dataset:
+        """Batched ``tf.data`` of feature dicts with ``label``; ``batch_size`` defaults to ``data.batch_size``
+        for training batches and to at least 1024 otherwise."""
+        d = self.config.data
+        size = batch_size or (d.batch_size if shuffle else max(d.batch_size, EVAL_BATCH))
+        return make_dataset(self.arrays(split), size, shuffle=shuffle, shuffle_buffer=d.shuffle_buffer, seed=d.seed)
+
+    def build_model(self) -> MultiTaskRanker:
+        """A built, compiled model (``train.mixed_precision`` becomes the global Keras policy first)."""
+        t = self.config.train
+        tf.keras.mixed_precision.set_global_policy(t.mixed_precision or "float32")
+        model = build_ranker(self.config, self.statistics)
+        model(placeholder_batch(self.config), training=False)  # variables exist before fit/restore
+        model.compile(optimizer=tf.keras.optimizers.Adam(t.learning_rate), steps_per_execution=t.steps_per_execution)
+        return model
+
+    def evaluate(self, model: tf.keras.Model, split: str = "test") -> Dict:
+        """``{"test": metrics per task sentence and use case}`` (+ ``"oracle"`` when the data has one)."""
+        scores = predict_probabilities(model, self.dataset(split))
+        return evaluate_scores(self.splits[split], scores, self.config)
+
+    def export(self, model: tf.keras.Model, export_dir: str, version: Optional[int] = None) -> str:
+        """Writes ``{export_dir}/{model name}/{version}`` atomically (next version by default); returns it."""
+        return export_model(model, self.config, export_dir, version)
+
+    def train(self, out_dir: str, callbacks: Sequence[tf.keras.callbacks.Callback] = (),
+              verbose: int = 1) -> TrainingRun:
+        """Fits on ``train`` (early stopping on ``valid``), evaluates on ``test`` and writes the run folder
+        (see :mod:`grec_tf.training.run_folder`); a folder holding a backup resumes from it."""
+        os.makedirs(out_dir, exist_ok=True)
+        run_folder.save_config(self.config, out_dir)
+        run_folder.save_statistics(self.statistics, out_dir)
+        model = self.build_model()
+        result = fit(model, self.dataset("train", shuffle=True), self.dataset("valid"), out_dir, self.config.train,
+                     self.config.data.batch_size, callbacks, verbose)
+        report = self.evaluate(model)
+        report["model"] = {**self.model_summary(), "params": count_params(model)}
+        report["train"] = result.report
+        report["utilization"] = result.utilization or self.expert_utilization(model, max_batches=8)
+        write_json_atomic(os.path.join(out_dir, "metrics.json"), report)
+        return TrainingRun(model=model, statistics=self.statistics, metrics=report, history=result.history)
+
+    def expert_utilization(self, model: tf.keras.Model, split: str = "valid",
+                           max_batches: Optional[int] = None) -> Dict[str, list]:
+        """Mean routing weight of each expert over the rows of each task sentence (empty without routing)."""
+        return expert_utilization(model, self.dataset(split), max_batches)
+
+    def model_summary(self) -> Dict:
+        """The model type and the hyper-parameters that define it (only those that apply to the type)."""
+        m = self.config.model
+        if m.type == "grec":
+            return {"type": m.type, "routing": m.routing, "experts": m.num_experts, "top_k": m.top_k}
+        if m.type == "mmoe":
+            return {"type": m.type, "experts": m.num_experts}
+        return {"type": m.type}
+
+
+def load_experiment(path: Optional[str], overrides: Sequence[str] = (), data_dir: Optional[str] = None) -> Experiment:
+    """The experiment a YAML config describes (``None``: the built-in defaults), with ``--set``-style overrides."""
+    return Experiment.from_yaml(path, overrides, data_dir)
+
+
+def load_run(run_dir: str) -> Tuple[Experiment, MultiTaskRanker]:
+    """The experiment of a finished training run (data read lazily, from the run's ``data/`` for telecom when
+    ``data.path`` is unset) and its model with the final weights restored."""
+    config, statistics, weights = run_folder.read_run(run_dir)
+    experiment = Experiment(config, data_dir=os.path.join(run_dir, "data"), statistics=statistics)
+    model = experiment.build_model()
+    model.load_weights(weights).expect_partial()
+    return experiment, model

@@ -21,6 +21,8 @@ FEATURE_KINDS = ("categorical", "numerical", "text", "sequence", "embedding", "i
 FEATURE_GROUPS = ("context", "item")
 ROUTINGS = ("token", "sentence", "task", "task_sentence")
 MODEL_TYPES = ("grec", "mmoe", "shared_bottom")
+# A sequence feature may share the vocabulary of a feature of these kinds (features[].vocabulary_of).
+VOCABULARY_SOURCE_KINDS = ("item_id", "categorical")
 
 
 @dataclass
@@ -35,10 +37,15 @@ class FeatureConfig:
     num_oov: int = 1  # categorical / sequence / item_id: out-of-vocabulary buckets
     max_vocab: int = 100_000  # categorical / sequence / item_id: most frequent kept
     embedding_dim: Optional[int] = None  # defaults to model.embedding_dim
+    # sequence: share the vocabulary of this item_id / categorical feature (ids mean the same thing)
+    vocabulary_of: Optional[str] = None
 
     def __post_init__(self) -> None:
         _one_of(self.kind, FEATURE_KINDS, f"features[{self.name}].kind")
         _one_of(self.group, FEATURE_GROUPS, f"features[{self.name}].group")
+        if self.vocabulary_of is not None and self.kind != "sequence":
+            raise ConfigError(f"features[{self.name}].vocabulary_of: only a sequence feature can share "
+                              f"another feature's vocabulary; this one is {self.kind!r}")
         if self.kind == "embedding" and self.dim <= 0:
             raise ConfigError(f"features[{self.name}].dim: an embedding feature needs dim > 0")
 
@@ -153,6 +160,15 @@ class ExperimentConfig:
             if feature.name in seen:
                 raise ConfigError(f"features[{feature.name}]: declared twice")
             seen.add(feature.name)
+        kinds = {feature.name: feature.kind for feature in self.features}
+        for feature in self.features:
+            if feature.vocabulary_of is None:
+                continue
+            target = kinds.get(feature.vocabulary_of)
+            if target not in VOCABULARY_SOURCE_KINDS:
+                found = "is not a declared feature" if target is None else f"is a {target} feature"
+                raise ConfigError(f"features[{feature.name}].vocabulary_of: {feature.vocabulary_of!r} {found}; "
+                                  f"expected the name of an item_id or categorical feature")
 
     @property
     def task_sentences(self) -> List[str]:

@@ -68,3 +68,26 @@ def test_malformed_yaml_and_missing_file(tmp_path):
         load_config(str(listy))
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(str(tmp_path / "nope.yaml"))
+
+
+def _features(**viewed_items):
+    return [{"name": "item_id", "kind": "item_id", "group": "item"},
+            {"name": "price", "kind": "numerical"},
+            {"name": "viewed_items", "kind": "sequence", **viewed_items}]
+
+
+def test_vocabulary_of_shares_an_item_id_or_categorical_vocabulary():
+    config = parse_config({"features": _features(vocabulary_of="item_id")})
+    assert config.features[2].vocabulary_of == "item_id"
+    assert parse_config({"features": _features()}).features[2].vocabulary_of is None
+
+
+@pytest.mark.parametrize("features, fragment", [
+    (_features(vocabulary_of="nope"), "features[viewed_items].vocabulary_of: 'nope' is not a declared feature"),
+    (_features(vocabulary_of="price"), "features[viewed_items].vocabulary_of: 'price' is a numerical feature"),
+    ([{"name": "c", "kind": "categorical", "vocabulary_of": "c"}], "features[c].vocabulary_of: only a sequence"),
+])
+def test_vocabulary_of_errors_name_the_feature(features, fragment):
+    with pytest.raises(ConfigError) as err:
+        parse_config({"features": features}, source="c.yaml")
+    assert fragment in str(err.value)

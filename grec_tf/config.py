@@ -436,9 +436,13 @@ class SchemaKey:
         return self.field.metadata.get("example")
 
     @property
+    def scalar_type(self) -> Any:
+        """The type of the value, or of each entry of a list or mapping (``int`` for ``List[int]``)."""
+        return _scalar_hint(self.hint)
+
+    @property
     def is_numeric(self) -> bool:
-        """int/float, alone, optional, or as the entries of a list or mapping."""
-        return _scalar_hint(self.hint) in (int, float)
+        return self.scalar_type in (int, float)
 
 
 def schema_sections(cls: type = ExperimentConfig, path: str = "") -> Iterator[Tuple[str, type]]:

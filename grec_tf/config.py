@@ -231,7 +231,7 @@ class DataConfig(_Section):
 @dataclass
 class TextEncoderConfig(_Section):
     """Search-query encoder of every text feature: WordPiece + a small transformer, or a TF Hub /
-    SavedModel encoder."""
+    SavedModel encoder. Read only when a text feature is declared."""
 
     SECTION = "model.text_encoder"
 
@@ -590,21 +590,24 @@ def _split_mode(config: ExperimentConfig, split_mode: Optional[str]) -> Optional
     return "generated" if config.data.source == "telecom" else split_mode
 
 
+_TASK_ROUTING, _OTHER_ROUTING = " or ".join(TASK_ROUTINGS), "token, sentence or another routing"
+_GENERATED, _GIVEN = "null with data.source telecom (generated data)", "set, or another source"
+
 APPLICABILITY_RULES: Tuple[ApplicabilityRule, ...] = (
     ApplicabilityRule("model", "model.type", lambda c, _: c.model.type, MODEL_KEYS_BY_TYPE),
-    ApplicabilityRule("model", "model.routing", lambda c, _: "task" if c.model.routing in TASK_ROUTINGS
-                      else "token/sentence", {"task": ("route_embedding_dim",),
-                                              "token/sentence": ("capacity_factor",)}),
-    ApplicabilityRule("model", "declared feature kinds", lambda c, _: "text feature" if any(
-        f.kind == "text" for f in c.features) else "no text feature",
-                      {"text feature": ("text_encoder",), "no text feature": ()}),
+    ApplicabilityRule("model", "model.routing",
+                      lambda c, _: _TASK_ROUTING if c.model.routing in TASK_ROUTINGS else _OTHER_ROUTING,
+                      {_TASK_ROUTING: ("route_embedding_dim",), _OTHER_ROUTING: ("capacity_factor",)}),
+    ApplicabilityRule("model", "declared features",
+                      lambda c, _: "a text feature" if any(f.kind == "text" for f in c.features) else "none",
+                      {"a text feature": ("text_encoder",), "none": ()}),
     ApplicabilityRule("model.text_encoder", "model.text_encoder.type", lambda c, _: c.model.text_encoder.type,
                       TEXT_ENCODER_KEYS_BY_TYPE),
     ApplicabilityRule("data", "data.source", lambda c, _: c.data.source, DATA_KEYS_BY_SOURCE),
-    ApplicabilityRule("data", "data.source and data.path", lambda c, _: "generated without data.path" if (
-        c.data.source == "telecom" and c.data.path is None) else "otherwise",
-                      {"generated without data.path": (), "otherwise": ("path",)}),
-    ApplicabilityRule("data", "split mode (telecom: generated)", _split_mode, FRACTIONS_BY_SPLIT_MODE),
+    ApplicabilityRule("data", "data.path",
+                      lambda c, _: _GENERATED if c.data.source == "telecom" and c.data.path is None else _GIVEN,
+                      {_GENERATED: (), _GIVEN: ("path",)}),
+    ApplicabilityRule("data", "split mode", _split_mode, FRACTIONS_BY_SPLIT_MODE),
 )
 
 

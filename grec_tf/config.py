@@ -129,7 +129,7 @@ def _check_value(value: Any, metadata: Mapping[str, Any], path: str) -> None:
     if isinstance(value, list):
         for i, item in enumerate(value):
             _check_value(item, metadata, f"{path}[{i}]")
-    elif isinstance(value, dict) and not dataclasses.is_dataclass(value):
+    elif isinstance(value, dict):
         for key, item in value.items():
             _check_value(item, metadata, f"{path}.{key}")
     elif value is None or isinstance(value, bool):
@@ -372,6 +372,14 @@ class ExperimentConfig(_Section):
                                    factory=ExportConfig)
 
     def _check(self) -> None:
+        self._check_features()
+        encoder = self.model.text_encoder
+        has_text = any(f.kind == "text" for f in self.features)
+        if has_text and encoder.type == "transformer" and self.model.d_model % encoder.num_heads:
+            raise ConfigError(f"model.text_encoder.num_heads: expected a divisor of model.d_model "
+                              f"({self.model.d_model}), the text encoder's width; got {encoder.num_heads}")
+
+    def _check_features(self) -> None:
         kinds: Dict[str, str] = {}
         for feature in self.features:
             if feature.name in kinds:

@@ -130,3 +130,12 @@ def test_routing_specific_keys_are_accepted_where_they_apply():
     assert task.model.route_embedding_dim == 8
     # Outside GRec the keys are not read (reported by unapplied_keys), not an error.
     assert parse_config({}, ["model.type=mmoe", "model.capacity_factor=2"]).model.capacity_factor == 2.0
+
+
+def test_text_encoder_heads_must_divide_the_token_width_when_text_is_encoded():
+    text = [{"name": "query", "kind": "text"}]
+    with pytest.raises(ConfigError, match=r"model.text_encoder.num_heads: expected a divisor of model.d_model "
+                                          r"\(64\), the text encoder's width; got 3"):
+        parse_config({"features": text, "model": {"text_encoder": {"num_heads": 3}}})
+    parse_config({"model": {"text_encoder": {"num_heads": 3}}})  # no text feature: not read
+    parse_config({"features": text, "model": {"d_model": 96, "text_encoder": {"num_heads": 3}}})

@@ -27,15 +27,19 @@ def test_telecom_config_has_twelve_task_sentences():
 @pytest.mark.parametrize("raw, fragment", [
     ({"model": {"num_expert": 4}}, "model.num_expert: unknown key"),
     ({"model": {"num_experts": "eight"}}, "model.num_experts: expected an integer, got 'eight'"),
-    ({"model": {"routing": "random"}}, "model.routing: expected one of"),
     ({"model": {"top_k": 9, "num_experts": 8}}, "model.top_k"),
     ({"data": {"flows": "AAL"}}, "data.flows: expected a list"),
     ({"train": {"epochs": True}}, "train.epochs: expected an integer"),
     ({"features": [{"kind": "numerical"}]}, "features[0].name: required key is missing"),
-    ({"features": [{"name": "x", "kind": "numerical", "colour": 1}]}, "features[0].colour: unknown key"),
+    ({"features": [{"name": "x", "kind": "numerical", "colour": 1}]}, "features[x].colour: unknown key"),
     ({"features": [{"name": "x", "kind": "picture"}]}, "features[x].kind: expected one of"),
     ({"model": {"text_encoder": {"type": "hub"}}}, "model.text_encoder.handle: required"),
     ({"data": 3}, "data: expected a mapping"),
+    ({"model": {"activation": "gelu_new"}}, "model.activation: expected one of ['gelu', 'relu'"),
+    ({"data": {"valid_fraction": 0.5, "test_fraction": 0.5}}, "data.valid_fraction + data.test_fraction: expected < 1"),
+    ({"model": {"tower_units": [64, 0]}}, "model.tower_units[1]: expected >= 1, got 0"),
+    ({"model": {"loss_weights": {"CVR": -1}}}, "model.loss_weights.CVR: expected >= 0, got -1.0"),
+    ({"features": [{"name": "v", "kind": "embedding"}]}, "features[v].dim: an embedding feature needs dim > 0"),
 ])
 def test_invalid_configs_name_the_key(raw, fragment):
     with pytest.raises(ConfigError) as err:
@@ -68,3 +72,70 @@ def test_malformed_yaml_and_missing_file(tmp_path):
         load_config(str(listy))
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(str(tmp_path / "nope.yaml"))
+
+
+def _features(**viewed_items):
+    return [{"name": "item_id", "kind": "item_id", "group": "item"},
+            {"name": "price", "kind": "numerical"},
+            {"name": "viewed_items", "kind": "sequence", **viewed_items}]
+
+
+def test_vocabulary_of_shares_an_item_id_or_categorical_vocabulary():
+    config = parse_config({"features": _features(vocabulary_of="item_id")})
+    assert config.features[2].vocabulary_of == "item_id"
+    assert parse_config({"features": _features()}).features[2].vocabulary_of is None
+
+
+@pytest.mark.parametrize("features, fragment", [
+    (_features(vocabulary_of="nope"), "features[viewed_items].vocabulary_of: 'nope' is not a declared feature"),
+    (_features(vocabulary_of="price"), "features[viewed_items].vocabulary_of: 'price' is a numerical feature"),
+    ([{"name": "c", "kind": "categorical", "vocabulary_of": "c"}], "features[c].vocabulary_of: only a sequence"),
+])
+def test_vocabulary_of_errors_name_the_feature(features, fragment):
+    with pytest.raises(ConfigError) as err:
+        parse_config({"features": features}, source="c.yaml")
+    assert fragment in str(err.value)
+
+
+def test_routing_is_any_name_for_the_model_factory_to_check():
+    # Routers are plug-ins registered on the TensorFlow side; the config does not know their names.
+    assert parse_config({"model": {"routing": "my_router"}}).model.routing == "my_router"
+
+
+def test_model_name_defaults_to_the_model_type():
+    assert parse_config({"model": {"type": "mmoe"}}).model_name == "mmoe"
+    assert parse_config({"export": {"model_name": "grec_nl"}}).model_name == "grec_nl"
+    assert load_config(str(REPO / "configs/telecom.yaml")).model_name == "grec"
+    assert load_config(str(REPO / "configs/telecom.yaml"), ["model.type=mmoe"]).model_name == "mmoe"
+
+
+@pytest.mark.parametrize("overrides, fragment", [
+    (["model.routing=task_sentence", "model.capacity_factor=1.25"],
+     "model.capacity_factor: capacity applies only to token/sentence routing"),
+    (["model.routing=task", "model.capacity_factor=1.0"], "model.capacity_factor: capacity applies only"),
+    (["model.routing=token", "model.route_embedding_dim=8"],
+     "model.route_embedding_dim: applies only to the task routings"),
+    (["model.routing=sentence", "model.route_embedding_dim=8"], "model.route_embedding_dim: applies only"),
+])
+def test_routing_specific_keys_conflict_within_grec(overrides, fragment):
+    with pytest.raises(ConfigError) as err:
+        parse_config({}, overrides, source="c.yaml")
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_routing_specific_keys_are_accepted_where_they_apply():
+    token = parse_config({}, ["model.routing=token", "model.capacity_factor=1.25"])
+    assert token.model.capacity_factor == 1.25
+    task = parse_config({}, ["model.routing=task", "model.route_embedding_dim=8"])
+    assert task.model.route_embedding_dim == 8
+    # Outside GRec the keys are not read (reported by unapplied_keys), not an error.
+    assert parse_config({}, ["model.type=mmoe", "model.capacity_factor=2"]).model.capacity_factor == 2.0
+
+
+def test_text_encoder_heads_must_divide_the_token_width_when_text_is_encoded():
+    text = [{"name": "query", "kind": "text"}]
+    with pytest.raises(ConfigError, match=r"model.text_encoder.num_heads: expected a divisor of model.d_model "
+                                          r"\(64\), the text encoder's width; got 3"):
+        parse_config({"features": text, "model": {"text_encoder": {"num_heads": 3}}})
+    parse_config({"model": {"text_encoder": {"num_heads": 3}}})  # no text feature: not read
+    parse_config({"features": text, "model": {"d_model": 96, "text_encoder": {"num_heads": 3}}})

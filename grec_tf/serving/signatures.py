@@ -59,7 +59,7 @@ def save_serving_model(model: tf.keras.Model, config: ExperimentConfig, path: st
 
 def export_model(model: tf.keras.Model, config: ExperimentConfig, export_dir: str,
                  version: Optional[int] = None) -> str:
-    """Exports to ``{export_dir}/{config.export.model_name}/{version}`` (next version by default),
+    """Exports to ``{export_dir}/{config.model_name}/{version}`` (next version by default),
     atomically; returns the version folder."""
     return export_saved_model(lambda path: save_serving_model(model, config, path), export_dir,
-                              config.export.model_name, version)
+                              config.model_name, version)

@@ -20,7 +20,7 @@ import pandas as pd
 import tensorflow as tf
 
 from grec_tf.atomic_files import write_json_atomic
-from grec_tf.config import ExperimentConfig, load_config
+from grec_tf.config import ExperimentConfig, applied_config, load_config
 from grec_tf.data.dataset import make_dataset
 from grec_tf.data.feature_arrays import frame_to_arrays
 from grec_tf.data.feature_statistics import FeatureStatistics, compute_feature_statistics
@@ -34,6 +34,8 @@ from grec_tf.training.evaluation import evaluate_scores, predict_probabilities
 from grec_tf.training.expert_utilization import expert_utilization
 from grec_tf.training.trainer import TrainingRun, count_params, fit
 
+#: model keys named in a run's summary (``metrics.json`` "model"), when they apply -> their label there
+SUMMARY_KEYS = {"routing": "routing", "num_experts": "experts", "top_k": "top_k"}
 #: evaluation and validation batches are at least this large (no gradients: bigger is faster)
 EVAL_BATCH = 1024
 
@@ -122,13 +124,10 @@ class Experiment:
         return expert_utilization(model, self.dataset(split), max_batches)
 
     def model_summary(self) -> Dict:
-        """The model type and the hyper-parameters that define it (only those that apply to the type)."""
-        m = self.config.model
-        if m.type == "grec":
-            return {"type": m.type, "routing": m.routing, "experts": m.num_experts, "top_k": m.top_k}
-        if m.type == "mmoe":
-            return {"type": m.type, "experts": m.num_experts}
-        return {"type": m.type}
+        """The model type and the hyper-parameters that define it, only those that apply to the type."""
+        applied = applied_config(self.config)["model"]
+        return {"type": applied["type"],
+                **{label: applied[key] for key, label in SUMMARY_KEYS.items() if key in applied}}
 
 
 def load_experiment(path: Optional[str], overrides: Sequence[str] = (), data_dir: Optional[str] = None) -> Experiment:

@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import tensorflow as tf
 
-from grec_tf.config import ExperimentConfig, ModelConfig, TextEncoderConfig
+from grec_tf.config import ROUTE_EMBEDDING_DIM_DEFAULT, ExperimentConfig, ModelConfig, TextEncoderConfig
 from grec_tf.data.feature_statistics import FeatureStatistics
 from grec_tf.errors import ConfigError
 from grec_tf.layers import (ROUTERS, FeedForwardExperts, MultiQueryAttention, ParallelTransformerBlock, Router,
@@ -21,10 +21,6 @@ from grec_tf.models.multi_task_towers import MultiTaskTowers
 from grec_tf.models.sequence_encoder import SequenceEncoder
 from grec_tf.models.task_sentence_embedding import TaskSentenceEmbedding
 from grec_tf.text import HubTextEncoder, SearchQueryEncoder
-
-#: width of the task / flow / use-case embeddings a task router reads when model.route_embedding_dim is unset
-DEFAULT_ROUTE_EMBEDDING_DIM = 16
-
 
 def build_ranker(config: ExperimentConfig, statistics: FeatureStatistics) -> MultiTaskRanker:
     """The (uncompiled, unbuilt) model an experiment describes, with vocabularies and normalization from
@@ -104,13 +100,13 @@ def build_router(m: ModelConfig, num_flow_ids: int, num_use_case_ids: int) -> Ro
                   z_loss_weight=m.z_loss_weight, jitter=m.jitter)
     if router_class.routes_by_task:
         kwargs.update(num_flows=num_flow_ids, num_use_cases=num_use_case_ids,
-                      route_embedding_dim=m.route_embedding_dim or DEFAULT_ROUTE_EMBEDDING_DIM)
+                      route_embedding_dim=m.route_embedding_dim or ROUTE_EMBEDDING_DIM_DEFAULT)
     elif m.route_embedding_dim is not None:
         raise ConfigError(f"model.route_embedding_dim: applies only to routings that route by task, not to "
                           f"{m.routing!r}")
-    if m.capacity_factor > 0 and router_class.routes_by_task:
-        raise ConfigError(f"model.capacity_factor: expert capacity applies only to token/sentence routing; "
-                          f"{m.routing!r} routes every row of a task sentence alike, so load cannot overflow")
+    if m.capacity_factor > 0 and not router_class.supports_capacity:
+        raise ConfigError(f"model.capacity_factor: expert capacity does not apply to routing {m.routing!r} "
+                          f"(it routes every row of a task sentence alike); expected 0, got {m.capacity_factor}")
     return router_class(**kwargs, name=f"{m.routing}_router")
 
 
@@ -141,5 +137,5 @@ def validate_model_config(config: ExperimentConfig) -> None:
 
 
 __all__ = ["build_ranker", "build_bottom", "build_router", "build_group_encoder", "build_sequence_encoder",
-           "build_text_encoder", "validate_model_config", "DEFAULT_ROUTE_EMBEDDING_DIM"]
+           "build_text_encoder", "validate_model_config"]
 

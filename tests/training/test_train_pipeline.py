@@ -117,3 +117,15 @@ def test_resume_after_crash_matches_uninterrupted(tmp_path):
     assert 0 < resumed.metrics["train"]["steps_this_run"] <= 3 * steps_per_epoch - (steps_per_epoch + 5)
     for key in ("use_case/CTR", "use_case/CVR"):
         assert resumed.metrics["test"][key]["auc"] == pytest.approx(straight.metrics["test"][key]["auc"], abs=0.06)
+
+
+def test_step_counts_and_speed_hold_under_steps_per_execution(tmp_path):
+    """With steps_per_execution = 3 Keras calls the batch callbacks once per 3 steps; the report must still
+    count every optimizer step (it once reported one step per execution)."""
+    config, _ = _experiment(tmp_path)
+    config.train.epochs, config.train.steps_per_execution = 1, 3
+    run = Experiment(config, splits=load_splits(config)).train(str(tmp_path / "run"), verbose=0)
+    steps = math.ceil(640 / 64)
+    assert run.metrics["train"]["steps"] == run.metrics["train"]["steps_this_run"] == steps
+    seconds = run.metrics["train"]["seconds"]
+    assert run.metrics["train"]["examples_per_second"] == pytest.approx(steps * 64 / seconds, rel=0.02)

@@ -35,6 +35,7 @@ class FeatureConfig:
     num_oov: int = 1  # categorical / sequence / item_id: out-of-vocabulary buckets
     max_vocab: int = 100_000  # categorical / sequence / item_id: most frequent kept
     embedding_dim: Optional[int] = None  # defaults to model.embedding_dim
+    vocabulary_of: Optional[str] = None
 
     def __post_init__(self) -> None:
         _one_of(self.kind, FEATURE_KINDS, f"features[{self.name}].kind")

@@ -10,8 +10,9 @@
 
 :func:`load_data` says which of the four split modes applied
 (:data:`grec_tf.data.splits.SPLIT_MODES`), in ``LoadedData.split_mode`` and in a one-line
-``LoadedData.description`` for logs. Every split is
-checked by :func:`grec_tf.data.validation.validate_long_frame`; the generated data is first
+``LoadedData.description`` for logs. Every file is
+checked by :func:`grec_tf.data.validation.validate_long_frame` as read, before it is split, so that
+an error's row is the row's position in that file's long-format table; the generated data is first
 restricted to the configured flows and use cases.
 """
 from __future__ import annotations
@@ -65,6 +66,14 @@ class _RawSplits(NamedTuple):
     origin: str  # the description without the row counts
 
 
+def _validating(read: Loader) -> Loader:
+    def read_and_validate(path: str, config: ExperimentConfig) -> pd.DataFrame:
+        frame = read(path, config)
+        validate_long_frame(frame, config, path)
+        return frame
+    return read_and_validate
+
+
 def _raw_loader(source: str) -> Loader:
     if source == "aliexpress":
         from grec_tf.data.aliexpress import load_aliexpress
@@ -104,8 +113,17 @@ def _generated(config: ExperimentConfig, default_dir: Optional[str]) -> _RawSpli
     files = {split: os.path.join(folder, f"{split}.parquet") for split in SPLITS}
     origin = (f"telecom generator folder {folder} ({d.rows:,} impressions, seed {d.seed}; "
               f"{_names(files)})")
-    return _RawSplits({split: pd.read_parquet(path) for split, path in files.items()}, files, "generated",
-                      origin)
+    return _RawSplits({split: _configured_task_sentences(path, config) for split, path in files.items()}, files,
+                      "generated", origin)
+
+
+def _configured_task_sentences(path: str, config: ExperimentConfig) -> pd.DataFrame:
+    # the generated data holds every task sentence; keep the configured ones
+    frame = pd.read_parquet(path)
+    frame = frame[frame["flow"].isin(config.data.flows) & frame["use_case"].isin(config.data.use_cases)]
+    frame = frame.reset_index(drop=True)
+    validate_long_frame(frame, config, path)
+    return frame
 
 
 def _one_file(config: ExperimentConfig, load: Loader, path: str) -> _RawSplits:
@@ -164,7 +182,7 @@ def _read_splits(config: ExperimentConfig, default_dir: Optional[str]) -> _RawSp
         raise ConfigError(f"data.path: required for data.source {d.source!r}")
     if not os.path.exists(d.path):
         raise DataError(f"not found; expected the {d.source} data at data.path", file=d.path)
-    load = _raw_loader(d.source)
+    load = _validating(_raw_loader(d.source))
     if os.path.isdir(d.path):
         return _folder(config, load)
     return _one_file(config, load, d.path)
@@ -177,22 +195,17 @@ def load_data(config: ExperimentConfig, default_dir: Optional[str] = None) -> Lo
 
     Raises:
       ConfigError: a missing ``data.path`` (or ``data.flow`` for AliExpress), bad split fractions.
-      DataError: a missing file or folder, or a split that fails validation (file, column, row).
+      DataError: a missing file or folder, a file that fails validation (file, column, and row: the
+        position in that file's long-format table, before any split), or an empty split.
     """
     raw = _read_splits(config, default_dir)
-    d = config.data
-    frames = {}
     for split in SPLITS:
-        frame = raw.frames[split]
-        if raw.split_mode == "generated":
-            # the generated data holds every task sentence; keep the configured ones
-            frame = frame[frame["flow"].isin(d.flows) & frame["use_case"].isin(d.use_cases)]
-            frame = frame.reset_index(drop=True)
-        validate_long_frame(frame, config, raw.files[split])
-        frames[split] = frame
-    counts = " / ".join(f"{len(frames[split]):,}" for split in SPLITS)
+        if len(raw.frames[split]) == 0:
+            raise DataError(f"the {split} split has no rows; expected at least one (data: {raw.origin})",
+                            file=raw.files[split])
+    counts = " / ".join(f"{len(raw.frames[split]):,}" for split in SPLITS)
     description = f"data: {raw.origin}: {counts} rows (train / valid / test)"
-    return LoadedData(frames, raw.files, raw.split_mode, description)
+    return LoadedData(raw.frames, raw.files, raw.split_mode, description)
 
 
 def load_splits(config: ExperimentConfig, default_dir: Optional[str] = None) -> Dict[str, pd.DataFrame]:

@@ -120,3 +120,21 @@ def test_split_mode_is_one_of_the_four():
     assert SPLIT_MODES == ("generated", "files", "release_test", "split_by_group")
     with pytest.raises(ValueError, match="split_mode"):
         LoadedData({}, {}, "by_time", "")
+
+
+def test_errors_name_the_row_of_the_file_not_of_a_split(tmp_path):
+    path = tmp_path / "events.parquet"
+    frame = tiny_frame(400, seed=4)
+    frame.loc[357, "label"] = 2
+    frame.to_parquet(path)
+    with pytest.raises(DataError) as info:
+        load_data(long_config(path))
+    assert (info.value.file, info.value.column, info.value.row) == (str(path), "label", 357)
+
+
+def test_an_empty_split_names_the_split_and_how_it_was_made(tmp_path):
+    path = tmp_path / "events.parquet"
+    tiny_frame(200, seed=5).to_parquet(path)
+    with pytest.raises(DataError, match=r"the valid split has no rows; expected at least one \(data: one file "
+                                        r".* split by customer_id \(valid 0, test 0.1, seed 1\)\)"):
+        load_data(long_config(path, valid_fraction=0.0))

@@ -57,9 +57,8 @@ def shared_vocabulary_owners(config: ExperimentConfig) -> Dict[str, str]:
 
     Raises:
       ConfigError: ``features[NAME].vocabulary_of`` names an undeclared feature, itself, a feature
-        without a vocabulary, a feature that borrows a vocabulary in turn, or is set on a feature
-        without a vocabulary; or the two features' ``num_oov`` differ (the same id would then land
-        on different indices).
+        without a vocabulary or a feature that borrows a vocabulary in turn, or is set on a feature
+        without a vocabulary.
     """
     declared = {f.name: f for f in config.features}
     owners = {}
@@ -77,9 +76,6 @@ def shared_vocabulary_owners(config: ExperimentConfig) -> Dict[str, str]:
         if owner is None or owner is feature or owner.kind not in VOCABULARY_KINDS or owner.vocabulary_of:
             raise ConfigError(f"{path}: expected another declared {'/'.join(VOCABULARY_KINDS)} feature that "
                               f"has its own vocabulary, got {target!r}")
-        if owner.num_oov != feature.num_oov:
-            raise ConfigError(f"features[{feature.name}].num_oov: expected {owner.num_oov} like "
-                              f"features[{target}].num_oov, whose vocabulary it shares, got {feature.num_oov}")
         owners[feature.name] = target
     return owners
 
@@ -88,7 +84,8 @@ def compute_feature_statistics(train: pd.DataFrame, config: ExperimentConfig) ->
     """Statistics of every declared feature over the training frame.
 
     Features that share a vocabulary (``vocabulary_of``) get the same list, ranked by the combined
-    frequency of the ids in all their columns, cut at the owner's ``max_vocab``.
+    frequency of the ids in all their columns, cut at the owner's ``max_vocab``: an id has the same
+    position in each (each feature still has its own lookup layer and embedding table).
     """
     stats = FeatureStatistics()
     owners = shared_vocabulary_owners(config)

@@ -1,5 +1,5 @@
 """``features[].vocabulary_of``: a sequence feature that shares the vocabulary of the item id, so the same
-id gets the same index in both."""
+id has the same position in both vocabularies."""
 import pandas as pd
 import pytest
 
@@ -61,7 +61,6 @@ def test_two_sequences_can_share_one_item_vocabulary():
 @pytest.mark.parametrize("change,message", [
     ({"vocabulary_of": "title"}, "features\\[recent\\].vocabulary_of: expected another declared"),
     ({"vocabulary_of": "recent"}, "features\\[recent\\].vocabulary_of: expected another declared"),
-    ({"num_oov": 2}, "features\\[recent\\].num_oov: expected 1 like features\\[movie_id\\].num_oov"),
 ])
 def test_a_bad_vocabulary_of_names_the_key(change, message):
     features = [dict(FEATURES[0], **change)] + FEATURES[1:] + [{"name": "title", "kind": "text"}]

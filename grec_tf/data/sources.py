@@ -113,12 +113,13 @@ def _generated(config: ExperimentConfig, default_dir: Optional[str]) -> _RawSpli
     files = {split: os.path.join(folder, f"{split}.parquet") for split in SPLITS}
     origin = (f"telecom generator folder {folder} ({d.rows:,} impressions, seed {d.seed}; "
               f"{_names(files)})")
-    return _RawSplits({split: _configured_task_sentences(path, config) for split, path in files.items()}, files,
-                      "generated", origin)
+    frames = {split: _read_generated_split(path, config) for split, path in files.items()}
+    return _RawSplits(frames, files, "generated", origin)
 
 
-def _configured_task_sentences(path: str, config: ExperimentConfig) -> pd.DataFrame:
-    # the generated data holds every task sentence; keep the configured ones
+def _read_generated_split(path: str, config: ExperimentConfig) -> pd.DataFrame:
+    """One generated split, restricted to the configured task sentences (the generator writes them
+    all) and validated."""
     frame = pd.read_parquet(path)
     frame = frame[frame["flow"].isin(config.data.flows) & frame["use_case"].isin(config.data.use_cases)]
     frame = frame.reset_index(drop=True)

@@ -14,6 +14,7 @@ from grec_tf.metrics import (
     roc_auc,
     task_sentence_metrics,
 )
+from grec_tf.metrics.report import metrics_table
 
 
 def _cases():
@@ -110,3 +111,34 @@ def test_task_sentence_metrics_per_task_sentence_and_use_case():
     assert all(math.isnan(e["gauc"]) for e in no_groups.values())
     with pytest.raises(ValueError, match="missing column"):
         task_sentence_metrics(frame.drop(columns=["use_case"]), "p")
+
+
+REPORT_TEST = {
+    "AAL/CTR": {"rows": 120, "auc": 0.71, "ap": 0.33, "gauc": 0.69, "logloss": 0.41},
+    "use_case/CTR": {"rows": 300, "auc": 0.7, "ap": 0.3, "gauc": float("nan"), "logloss": 0.4},
+    "EUP/CTR": {"rows": 180, "auc": 0.69, "ap": 0.28, "gauc": 0.66, "logloss": 0.39},
+}
+
+
+def _table_rows(table):
+    """(header cells, [cells of each body row]) of a markdown table."""
+    cells = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.splitlines()]
+    return cells[0], cells[2:]
+
+
+def test_metrics_table_without_an_oracle_has_no_oracle_columns():
+    header, rows = _table_rows(metrics_table(REPORT_TEST))
+    assert header == ["task", "rows", "auc", "ap", "gauc", "logloss"]
+    assert [r[0] for r in rows] == ["AAL/CTR", "EUP/CTR", "use_case/CTR"]  # task sentences, then use cases
+    assert rows[0] == ["AAL/CTR", "120", "0.7100", "0.3300", "0.6900", "0.4100"]
+    assert rows[2][4] == "-"  # an undefined GAUC
+    assert metrics_table(REPORT_TEST, {}) == metrics_table(REPORT_TEST)
+
+
+def test_metrics_table_with_an_oracle_shows_its_auc_gap_and_ap():
+    oracle = {"AAL/CTR": {"auc": 0.8, "ap": 0.45}, "use_case/CTR": {"auc": 0.75, "ap": 0.4}}
+    header, rows = _table_rows(metrics_table(REPORT_TEST, oracle))
+    assert header == ["task", "rows", "auc", "oracle auc", "gap", "ap", "oracle ap", "gauc", "logloss"]
+    assert rows[0] == ["AAL/CTR", "120", "0.7100", "0.8000", "0.0900", "0.3300", "0.4500", "0.6900", "0.4100"]
+    assert rows[1][3:5] == ["-", "-"] and rows[1][6] == "-"  # a row the oracle does not cover
+    assert rows[2][3:5] == ["0.7500", "0.0500"]

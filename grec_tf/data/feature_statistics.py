@@ -15,13 +15,18 @@ import pandas as pd
 
 from grec_tf.config import ExperimentConfig
 from grec_tf.data.feature_arrays import SEQUENCE_PADDING, feature_array
+from grec_tf.errors import ConfigError
+
+#: Feature kinds that are looked up in a vocabulary of string ids.
+VOCABULARY_KINDS = ("categorical", "item_id", "sequence")
 
 
 @dataclass
 class FeatureStatistics:
     """Training-split statistics per feature name.
 
-    ``vocabularies``: categorical / item_id / sequence -> ids ordered by descending frequency.
+    ``vocabularies``: categorical / item_id / sequence -> ids ordered by descending frequency
+    (features sharing a vocabulary through ``vocabulary_of`` hold equal lists).
     ``moments``: numerical -> [mean, variance].
     ``text_vocabularies``: text -> WordPiece vocabulary (reserved tokens first).
     """
@@ -46,14 +51,56 @@ def frequency_vocabulary(values: np.ndarray, max_size: int) -> List[str]:
     return [str(k) for k, _ in ordered[:max_size]]
 
 
-def compute_feature_statistics(train: pd.DataFrame, config: ExperimentConfig) -> FeatureStatistics:
-    """Statistics of every declared feature over the training frame."""
-    stats = FeatureStatistics()
+def shared_vocabulary_owners(config: ExperimentConfig) -> Dict[str, str]:
+    """Feature name -> the feature whose vocabulary it uses (itself, or its ``vocabulary_of``), for
+    every categorical / item_id / sequence feature.
+
+    Raises:
+      ConfigError: ``features[NAME].vocabulary_of`` names an undeclared feature, itself, a feature
+        without a vocabulary or a feature that borrows a vocabulary in turn, or is set on a feature
+        without a vocabulary.
+    """
+    declared = {f.name: f for f in config.features}
+    owners = {}
     for feature in config.features:
+        target = feature.vocabulary_of
+        if target is None:
+            if feature.kind in VOCABULARY_KINDS:
+                owners[feature.name] = feature.name
+            continue
+        path = f"features[{feature.name}].vocabulary_of"
+        owner = declared.get(target)
+        if feature.kind not in VOCABULARY_KINDS:
+            raise ConfigError(f"{path}: a {feature.kind} feature has no vocabulary to share; expected it "
+                              f"only on {list(VOCABULARY_KINDS)} features")
+        if owner is None or owner is feature or owner.kind not in VOCABULARY_KINDS or owner.vocabulary_of:
+            raise ConfigError(f"{path}: expected another declared {'/'.join(VOCABULARY_KINDS)} feature that "
+                              f"has its own vocabulary, got {target!r}")
+        owners[feature.name] = target
+    return owners
+
+
+def compute_feature_statistics(train: pd.DataFrame, config: ExperimentConfig) -> FeatureStatistics:
+    """Statistics of every declared feature over the training frame.
+
+    Features that share a vocabulary (``vocabulary_of``) get the same list, ranked by the combined
+    frequency of the ids in all their columns, cut at the owner's ``max_vocab``: an id has the same
+    position in each (each feature still has its own lookup layer and embedding table).
+    """
+    stats = FeatureStatistics()
+    owners = shared_vocabulary_owners(config)
+    declared = {f.name: f for f in config.features}
+    vocabularies = {}
+    for owner in dict.fromkeys(owners.values()):
+        members = [declared[name] for name, of in owners.items() if of == owner]
+        values = np.concatenate([feature_array(train, f).reshape(-1) for f in members])
+        vocabularies[owner] = frequency_vocabulary(values, declared[owner].max_vocab)
+    stats.vocabularies = {name: list(vocabularies[owner]) for name, owner in owners.items()}
+    for feature in config.features:
+        if feature.kind in VOCABULARY_KINDS:
+            continue
         values = feature_array(train, feature)
-        if feature.kind in ("categorical", "item_id", "sequence"):
-            stats.vocabularies[feature.name] = frequency_vocabulary(values, feature.max_vocab)
-        elif feature.kind == "numerical":
+        if feature.kind == "numerical":
             finite = values[np.isfinite(values)]
             mean = float(finite.mean()) if finite.size else 0.0
             variance = float(finite.var()) if finite.size else 1.0

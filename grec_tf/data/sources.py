@@ -1,4 +1,4 @@
-"""``data.source`` -> validated long-format train/valid/test frames.
+"""``data.source`` -> validated long-format train/valid/test frames, and how they were split.
 
 - ``telecom``: the embedded generator; ``data.path`` (or the caller's default folder) holds
   ``{train,valid,test}.parquet`` + ``card.json`` and is (re)generated when missing or stale.
@@ -8,18 +8,23 @@
 - ``csv`` / ``parquet``: tables already in long format: a folder with ``{train,valid,test}.{csv,parquet}``
   or one file, split by ``data.group_column``.
 
-Every split is checked by :func:`grec_tf.data.validation.validate_long_frame` and restricted to the
-configured flows and use cases.
+:func:`load_data` says which of the four split modes applied
+(:data:`grec_tf.data.splits.SPLIT_MODES`), in ``LoadedData.split_mode`` and in a one-line
+``LoadedData.description`` for logs. Every file is
+checked by :func:`grec_tf.data.validation.validate_long_frame` as read, before it is split, so that
+an error's row is the row's position in that file's long-format table; the generated data is first
+restricted to the configured flows and use cases.
 """
 from __future__ import annotations
 
 import os
-from typing import Callable, Dict, Optional, Tuple
+from dataclasses import dataclass
+from typing import Callable, Dict, NamedTuple, Optional, Tuple
 
 import pandas as pd
 
 from grec_tf.config import ExperimentConfig
-from grec_tf.data.splits import SPLITS, split_frame
+from grec_tf.data.splits import SPLIT_MODES, SPLITS, split_frame
 from grec_tf.data.validation import read_table, validate_long_frame
 from grec_tf.errors import ConfigError, DataError
 
@@ -29,9 +34,47 @@ _RAW_FILES: Dict[str, Tuple[str, str]] = {
     "census_income": ("census-income.data", "census-income.test"),
     "adult": ("adult.parquet", ""),
 }
+_LONG_TABLE_EXTENSIONS = (".parquet", ".csv")
+
+Loader = Callable[[str, ExperimentConfig], pd.DataFrame]
 
 
-def _raw_loader(source: str) -> Callable[[str, ExperimentConfig], pd.DataFrame]:
+@dataclass
+class LoadedData:
+    """The validated splits of an experiment and where they came from.
+
+    ``frames``: ``{"train", "valid", "test"}`` long-format frames. ``files``: split -> the file its
+    rows were read from (the same file for splits carved from one file). ``split_mode``: one of
+    :data:`grec_tf.data.splits.SPLIT_MODES`. ``description``: one line naming what was read and how
+    it was split, with the row count of each split.
+    """
+
+    frames: Dict[str, pd.DataFrame]
+    files: Dict[str, str]
+    split_mode: str
+    description: str
+
+    def __post_init__(self) -> None:
+        if self.split_mode not in SPLIT_MODES:
+            raise ValueError(f"split_mode: expected one of {list(SPLIT_MODES)}, got {self.split_mode!r}")
+
+
+class _RawSplits(NamedTuple):
+    frames: Dict[str, pd.DataFrame]
+    files: Dict[str, str]
+    split_mode: str
+    origin: str  # the description without the row counts
+
+
+def _validating(read: Loader) -> Loader:
+    def read_and_validate(path: str, config: ExperimentConfig) -> pd.DataFrame:
+        frame = read(path, config)
+        validate_long_frame(frame, config, path)
+        return frame
+    return read_and_validate
+
+
+def _raw_loader(source: str) -> Loader:
     if source == "aliexpress":
         from grec_tf.data.aliexpress import load_aliexpress
 
@@ -52,69 +95,124 @@ def _raw_loader(source: str) -> Callable[[str, ExperimentConfig], pd.DataFrame]:
 
 
 def _long_table_files(folder: str) -> Optional[Dict[str, str]]:
-    for ext in (".parquet", ".csv"):
+    for ext in _LONG_TABLE_EXTENSIONS:
         files = {split: os.path.join(folder, split + ext) for split in SPLITS}
         if all(os.path.isfile(f) for f in files.values()):
             return files
     return None
 
 
-def _split(frame: pd.DataFrame, config: ExperimentConfig, file: str) -> Dict[str, pd.DataFrame]:
+def _generated(config: ExperimentConfig, default_dir: Optional[str]) -> _RawSplits:
+    from grec_tf.data.telecom import ensure_dataset
+
     d = config.data
-    return split_frame(frame, d.valid_fraction, d.test_fraction, d.seed, d.group_column, file=file)
+    folder = d.path or default_dir
+    if folder is None:
+        raise ConfigError("data.path: a folder for the generated telecom data is required")
+    ensure_dataset(folder, d.rows, d.seed)
+    files = {split: os.path.join(folder, f"{split}.parquet") for split in SPLITS}
+    origin = (f"telecom generator folder {folder} ({d.rows:,} impressions, seed {d.seed}; "
+              f"{_names(files)})")
+    frames = {split: _read_generated_split(path, config) for split, path in files.items()}
+    return _RawSplits(frames, files, "generated", origin)
 
 
-def _load_raw_splits(config: ExperimentConfig, default_dir: Optional[str]) -> Tuple[Dict[str, pd.DataFrame],
-                                                                                     Dict[str, str]]:
+def _read_generated_split(path: str, config: ExperimentConfig) -> pd.DataFrame:
+    """One generated split, restricted to the configured task sentences (the generator writes them
+    all) and validated."""
+    frame = pd.read_parquet(path)
+    frame = frame[frame["flow"].isin(config.data.flows) & frame["use_case"].isin(config.data.use_cases)]
+    frame = frame.reset_index(drop=True)
+    validate_long_frame(frame, config, path)
+    return frame
+
+
+def _one_file(config: ExperimentConfig, load: Loader, path: str) -> _RawSplits:
+    d = config.data
+    frames = split_frame(load(path, config), d.valid_fraction, d.test_fraction, d.seed, d.group_column,
+                         file=path)
+    origin = (f"one file {path} split by {d.group_column} (valid {d.valid_fraction:g}, "
+              f"test {d.test_fraction:g}, seed {d.seed})")
+    return _RawSplits(frames, dict.fromkeys(SPLITS, path), "split_by_group", origin)
+
+
+def _release_test(config: ExperimentConfig, load: Loader, train_path: str, test_path: str) -> _RawSplits:
+    d = config.data
+    parts = split_frame(load(train_path, config), d.valid_fraction, 0.0, d.seed, d.group_column,
+                        file=train_path)
+    frames = {"train": parts["train"], "valid": parts["valid"], "test": load(test_path, config)}
+    files = {"train": train_path, "valid": train_path, "test": test_path}
+    origin = (f"{d.source} folder {d.path} (the release's {os.path.basename(test_path)} as test; "
+              f"{os.path.basename(train_path)} split by {d.group_column} into train and valid "
+              f"(valid {d.valid_fraction:g}, seed {d.seed}))")
+    return _RawSplits(frames, files, "release_test", origin)
+
+
+def _folder(config: ExperimentConfig, load: Loader) -> _RawSplits:
+    d = config.data
+    if d.source in ("csv", "parquet"):
+        files = _long_table_files(d.path)
+        if files is None:
+            raise DataError(f"folder holds no complete set of split files; expected train.parquet, "
+                            f"valid.parquet and test.parquet (or the same names in .csv), or set data.path "
+                            f"to one file to split it by data.group_column ({d.group_column})", file=d.path)
+        kind = os.path.splitext(files["train"])[1][1:]
+        frames = {split: load(path, config) for split, path in files.items()}
+        return _RawSplits(frames, files, "files", f"{kind} folder {d.path} ({_names(files)} used as given)")
+    train_name, test_name = _RAW_FILES[d.source]
+    train_path = os.path.join(d.path, train_name)
+    test_path = os.path.join(d.path, test_name) if test_name else ""
+    if os.path.isfile(train_path) and test_path and os.path.isfile(test_path):
+        return _release_test(config, load, train_path, test_path)
+    if os.path.isfile(train_path):
+        return _one_file(config, load, train_path)
+    expected = f"{train_name} and {test_name}, or {train_name} alone" if test_name else train_name
+    raise DataError(f"folder holds none of the expected files; expected {expected} for data.source "
+                    f"{d.source}", file=d.path)
+
+
+def _names(files: Dict[str, str]) -> str:
+    return ", ".join(os.path.basename(files[split]) for split in SPLITS)
+
+
+def _read_splits(config: ExperimentConfig, default_dir: Optional[str]) -> _RawSplits:
     d = config.data
     if d.source == "telecom":
-        from grec_tf.data.telecom import ensure_dataset
-
-        folder = d.path or default_dir
-        if folder is None:
-            raise ConfigError("data.path: a folder for the generated telecom data is required")
-        ensure_dataset(folder, d.rows, d.seed)
-        files = {split: os.path.join(folder, f"{split}.parquet") for split in SPLITS}
-        return {split: pd.read_parquet(path) for split, path in files.items()}, files
+        return _generated(config, default_dir)
     if not d.path:
         raise ConfigError(f"data.path: required for data.source {d.source!r}")
     if not os.path.exists(d.path):
         raise DataError(f"not found; expected the {d.source} data at data.path", file=d.path)
-    load = _raw_loader(d.source)
+    load = _validating(_raw_loader(d.source))
     if os.path.isdir(d.path):
-        long_files = _long_table_files(d.path) if d.source in ("csv", "parquet") else None
-        if long_files:
-            return {split: load(path, config) for split, path in long_files.items()}, long_files
-        train_name, test_name = _RAW_FILES.get(d.source, ("", ""))
-        train_path = os.path.join(d.path, train_name) if train_name else ""
-        test_path = os.path.join(d.path, test_name) if test_name else ""
-        if train_path and test_path and os.path.isfile(train_path) and os.path.isfile(test_path):
-            test = load(test_path, config)
-            parts = split_frame(load(train_path, config), d.valid_fraction, 0.0, d.seed, d.group_column,
-                                file=train_path)
-            return ({"train": parts["train"], "valid": parts["valid"], "test": test},
-                    {"train": train_path, "valid": train_path, "test": test_path})
-        if train_path and os.path.isfile(train_path):
-            return _split(load(train_path, config), config, train_path), dict.fromkeys(SPLITS, train_path)
-        raise DataError(f"folder holds none of the expected files ({train_name or 'train/valid/test'}"
-                        f"{', ' + test_name if test_name else ''})", file=d.path)
-    return _split(load(d.path, config), config, d.path), dict.fromkeys(SPLITS, d.path)
+        return _folder(config, load)
+    return _one_file(config, load, d.path)
+
+
+def load_data(config: ExperimentConfig, default_dir: Optional[str] = None) -> LoadedData:
+    """Reads, splits and validates the data ``config.data`` describes (see the module docstring).
+
+    ``default_dir``: where the telecom data lives when ``data.path`` is not set.
+
+    Raises:
+      ConfigError: a missing ``data.path`` (or ``data.flow`` for AliExpress), bad split fractions.
+      DataError: a missing file or folder, a file that fails validation (file, column, and row: the
+        position in that file's long-format table, before any split), or an empty split.
+    """
+    raw = _read_splits(config, default_dir)
+    for split in SPLITS:
+        if len(raw.frames[split]) == 0:
+            raise DataError(f"the {split} split has no rows; expected at least one (data: {raw.origin})",
+                            file=raw.files[split])
+    counts = " / ".join(f"{len(raw.frames[split]):,}" for split in SPLITS)
+    description = f"data: {raw.origin}: {counts} rows (train / valid / test)"
+    return LoadedData(raw.frames, raw.files, raw.split_mode, description)
 
 
 def load_splits(config: ExperimentConfig, default_dir: Optional[str] = None) -> Dict[str, pd.DataFrame]:
-    """Validated ``{"train", "valid", "test"}`` long-format frames for ``config``.
+    """Validated ``{"train", "valid", "test"}`` long-format frames for ``config`` (the frames of
+    :func:`load_data`).
 
     ``default_dir``: where the telecom data lives when ``data.path`` is not set.
     """
-    frames, files = _load_raw_splits(config, default_dir)
-    d = config.data
-    out = {}
-    for split in SPLITS:
-        frame = frames[split]
-        if {"flow", "use_case"} <= set(frame.columns) and d.source == "telecom":
-            # the generated data holds every task sentence; keep the configured ones
-            frame = frame[frame["flow"].isin(d.flows) & frame["use_case"].isin(d.use_cases)]
-            frame = frame.reset_index(drop=True)
-        validate_long_frame(frame, config, files[split])
-        out[split] = frame
-    return out
+    return load_data(config, default_dir).frames

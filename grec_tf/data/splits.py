@@ -1,9 +1,19 @@
-"""Deterministic train/valid/test split of a long frame by key (SPEC §2).
+"""Deterministic train/valid/test split of a long frame by key, and the names of the split modes.
 
 All long rows sharing a key (an impression id, AliExpress ``search_id``, census/adult ``row_id``)
 land in the same split, so no task sentence of an impression leaks across splits. The distinct
 keys are sorted, shuffled with ``numpy.random.default_rng(seed)`` and cut into exact fractions of the
 key count; the result depends only on the set of keys and the seed, not on row order.
+
+How an experiment's splits come about is one of :data:`SPLIT_MODES` (chosen by
+:func:`grec_tf.data.sources.load_data` from ``data.source`` and what ``data.path`` holds):
+
+- ``generated``: the telecom generator wrote ``train/valid/test.parquet``; used as written;
+- ``files``: a folder with ``train``, ``valid`` and ``test`` files, used as given (no fractions, no seed);
+- ``release_test``: a public release's own train and test files; the test file is the test split and
+  valid is carved from the train file by key (``data.valid_fraction``, ``data.seed``);
+- ``split_by_group``: one file, split by key into all three (``data.valid_fraction``,
+  ``data.test_fraction``, ``data.seed``).
 """
 from __future__ import annotations
 
@@ -15,6 +25,7 @@ import pandas as pd
 from grec_tf.errors import ConfigError, DataError
 
 SPLITS = ("train", "valid", "test")
+SPLIT_MODES = ("generated", "files", "release_test", "split_by_group")
 
 
 def split_frame(frame: pd.DataFrame, valid_fraction: float, test_fraction: float, seed: int,

@@ -310,11 +310,11 @@ class ModelConfig(_Section):
                              example=0.1, bounds=FRACTION)
 
     def _check(self) -> None:
+        if self.type != "grec":  # top_k, routing and capacity are GRec's; MMoE runs all its experts
+            return
         if self.top_k > self.num_experts:
             raise ConfigError(f"model.top_k: expected 1 <= top_k <= num_experts ({self.num_experts}), "
                               f"got {self.top_k}")
-        if self.type != "grec":
-            return
         if self.capacity_factor > 0 and self.routing in TASK_ROUTINGS:
             raise ConfigError(f"model.capacity_factor: capacity applies only to token/sentence routing, not "
                               f"to model.routing {self.routing!r}; expected 0, got {self.capacity_factor}")

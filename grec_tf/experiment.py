@@ -13,19 +13,19 @@ Splits, statistics and feature arrays are computed on first use and kept.
 from __future__ import annotations
 
 import os
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 
 from grec_tf.atomic_files import write_json_atomic
-from grec_tf.config import ExperimentConfig, applied_config, load_config
+from grec_tf.config import ExperimentConfig, applied_config, load_config, unapplied_keys
 from grec_tf.data.dataset import make_dataset
 from grec_tf.data.feature_arrays import frame_to_arrays
 from grec_tf.data.feature_statistics import FeatureStatistics, compute_feature_statistics
 from grec_tf.data.input_specs import placeholder_batch
-from grec_tf.data.sources import load_splits
+from grec_tf.data.sources import LoadedData, load_data
 from grec_tf.models.factory import build_ranker, validate_model_config
 from grec_tf.models.multi_task_ranker import MultiTaskRanker
 from grec_tf.serving.signatures import export_model
@@ -49,6 +49,7 @@ class Experiment:
         validate_model_config(config)
         self.config, self.data_dir = config, data_dir
         self._splits, self._statistics = splits, statistics
+        self.data: Optional[LoadedData] = None  # how the splits were read, once they are
         self._arrays: Dict[str, Dict[str, np.ndarray]] = {}
 
     @classmethod
@@ -60,7 +61,8 @@ class Experiment:
     def splits(self) -> Dict[str, pd.DataFrame]:
         """Validated long-format ``train`` / ``valid`` / ``test`` frames."""
         if self._splits is None:
-            self._splits = load_splits(self.config, default_dir=self.data_dir)
+            self.data = load_data(self.config, default_dir=self.data_dir)
+            self._splits = self.data.frames
         return self._splits
 
     @property
@@ -106,8 +108,9 @@ class Experiment:
         """Fits on ``train`` (early stopping on ``valid``), evaluates on ``test`` and writes the run folder
         (see :mod:`grec_tf.training.run_folder`); a folder holding a backup resumes from it."""
         os.makedirs(out_dir, exist_ok=True)
-        run_folder.save_config(self.config, out_dir)
-        run_folder.save_statistics(self.statistics, out_dir)
+        statistics = self.statistics  # reads the splits first: the split mode decides which keys applied
+        run_folder.save_config(self.config, out_dir, applied_config(self.config, self.split_mode))
+        run_folder.save_statistics(statistics, out_dir)
         model = self.build_model()
         result = fit(model, self.dataset("train", shuffle=True), self.dataset("valid"), out_dir, self.config.train,
                      self.config.data.batch_size, callbacks, verbose)
@@ -117,6 +120,16 @@ class Experiment:
         report["utilization"] = result.utilization or self.expert_utilization(model, max_batches=8)
         write_json_atomic(os.path.join(out_dir, "metrics.json"), report)
         return TrainingRun(model=model, statistics=self.statistics, metrics=report, history=result.history)
+
+    @property
+    def split_mode(self) -> Optional[str]:
+        """How train/valid/test came about (``generated``, ``files``, ``release_test``, ``split_by_group``),
+        once the data is read; None for splits given to the constructor."""
+        return self.data.split_mode if self.data else None
+
+    def unapplied_keys(self) -> List[str]:
+        """Keys set to a non-default value that this run does not read (e.g. ``model.top_k`` for MMoE)."""
+        return unapplied_keys(self.config, self.split_mode)
 
     def expert_utilization(self, model: tf.keras.Model, split: str = "valid",
                            max_batches: Optional[int] = None) -> Dict[str, list]:

@@ -41,6 +41,11 @@ def main(argv=None) -> int:
         from grec_tf.training.run_folder import resolve_export_dir
 
         experiment = Experiment(config, data_dir=os.path.join(args.out, "data"))
+        experiment.splits  # noqa: B018  (read the data now, to say what was read before training)
+        print(experiment.data.description)
+        ignored = experiment.unapplied_keys()
+        if ignored:
+            print(f"not applied (no effect with these settings): {', '.join(ignored)}")
         run = experiment.train(args.out, verbose=args.verbose)
         print(f"\n{summary_line(config.name, run.metrics)}")
         print(metrics_table(run.metrics["test"], run.metrics.get("oracle")))

@@ -3,6 +3,7 @@ set to no effect."""
 import pytest
 
 from grec_tf.config import MODEL_KEYS_BY_TYPE, applied_config, parse_config, unapplied_keys
+from grec_tf.errors import ConfigError
 
 TEXT = [{"name": "query", "kind": "text"}]
 GREC_ONLY = {"routing", "top_k", "capacity_factor", "load_balance_weight", "z_loss_weight", "jitter",
@@ -88,3 +89,13 @@ def test_applied_config_keeps_every_section_and_the_features():
     assert set(applied) == set(config.to_dict())
     assert applied["features"] == config.to_dict()["features"]
     assert config.model.text_encoder.num_layers == 1  # the config itself is left untouched
+
+
+def test_top_k_is_checked_only_for_grec():
+    """MMoE runs all its experts: a default top_k above a small num_experts must not block it, and a run's
+    resolved config (which drops top_k for MMoE) must load again."""
+    config = parse_config({"model": {"type": "mmoe", "num_experts": 2}})
+    assert config.model.num_experts == 2
+    assert parse_config(applied_config(config)).model.num_experts == 2
+    with pytest.raises(ConfigError, match="model.top_k: expected 1 <= top_k <= num_experts"):
+        parse_config({"model": {"type": "grec", "num_experts": 2}})

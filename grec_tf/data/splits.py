@@ -22,10 +22,10 @@ from typing import Dict
 import numpy as np
 import pandas as pd
 
+from grec_tf.config import SPLIT_MODES  # noqa: F401  (re-exported: how the splits came about)
 from grec_tf.errors import ConfigError, DataError
 
 SPLITS = ("train", "valid", "test")
-SPLIT_MODES = ("generated", "files", "release_test", "split_by_group")
 
 
 def split_frame(frame: pd.DataFrame, valid_fraction: float, test_fraction: float, seed: int,

@@ -59,16 +59,17 @@ def test_two_sequences_can_share_one_item_vocabulary():
 
 
 @pytest.mark.parametrize("change,message", [
-    ({"vocabulary_of": "title"}, "features\\[recent\\].vocabulary_of: expected another declared"),
-    ({"vocabulary_of": "recent"}, "features\\[recent\\].vocabulary_of: expected another declared"),
+    ({"vocabulary_of": "title"}, "features\\[recent\\].vocabulary_of: 'title' is a text feature"),
+    ({"vocabulary_of": "recent"}, "features\\[recent\\].vocabulary_of: 'recent' is a sequence feature"),
+    ({"vocabulary_of": "nowhere"}, "features\\[recent\\].vocabulary_of: 'nowhere' is not a declared feature"),
 ])
 def test_a_bad_vocabulary_of_names_the_key(change, message):
     features = [dict(FEATURES[0], **change)] + FEATURES[1:] + [{"name": "title", "kind": "text"}]
     with pytest.raises(ConfigError, match=message):
-        compute_feature_statistics(frame().assign(title="x"), config(features))
+        config(features)
 
 
 def test_vocabulary_of_on_a_feature_without_a_vocabulary_is_an_error():
     features = FEATURES + [{"name": "price", "kind": "numerical", "vocabulary_of": "movie_id"}]
-    with pytest.raises(ConfigError, match="features\\[price\\].vocabulary_of: a numerical feature"):
-        shared_vocabulary_owners(config(features))
+    with pytest.raises(ConfigError, match="features\\[price\\].vocabulary_of: only a sequence feature"):
+        config(features)

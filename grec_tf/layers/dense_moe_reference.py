@@ -7,16 +7,22 @@ bind). Never used by the sparse layer itself.
 
 Shapes: x [B, S, D] -> y [B, S, D] (including the residual x).
 """
+from typing import TYPE_CHECKING, Optional
+
 import tensorflow as tf
 
+if TYPE_CHECKING:
+    from grec_tf.layers.sparse_moe import SparseMoE
 
-def dense_moe_reference(layer, x, flow_id=None, use_case_id=None, mask_to_top_k: bool = True) -> tf.Tensor:
-    """All-experts MoE with ``layer``'s weights and router.
+
+def dense_moe_reference(layer: "SparseMoE", x: tf.Tensor, flow_id: Optional[tf.Tensor] = None,
+                        use_case_id: Optional[tf.Tensor] = None, mask_to_top_k: bool = True) -> tf.Tensor:
+    """All-experts MoE with ``layer``'s experts and router (the router's own :meth:`row_logits` gives the gate).
 
     Args:
       layer: a built :class:`~grec_tf.layers.SparseMoE`.
       x: [B, S, D].
-      flow_id, use_case_id: [B] ints for task routings.
+      flow_id, use_case_id: [B] ints, for routers that read them.
       mask_to_top_k: True -> weights are the top-k softmax entries renormalized (sparse reference);
         False -> the full softmax over all E experts (dense MoE baseline).
 
@@ -25,32 +31,21 @@ def dense_moe_reference(layer, x, flow_id=None, use_case_id=None, mask_to_top_k:
     """
     x = tf.convert_to_tensor(x)
     dtype = x.dtype
-    xf = tf.cast(x, tf.float32)
-    if layer.routing == "token":
-        logits = layer.router(xf)  # [B, S, E]
-    elif layer.routing == "sentence":
-        logits = layer.router(tf.reduce_mean(xf, axis=1))[:, tf.newaxis, :]  # [B, 1, E]
-    else:
-        flows = tf.cast(flow_id, tf.int32)
-        use_cases = tf.cast(use_case_id, tf.int32)
-        if layer.routing == "task":
-            gate_input = layer.task_embedding(flows * layer.num_use_cases + use_cases)
-        else:
-            gate_input = 0.5 * (layer.flow_embedding(flows) + layer.use_case_embedding(use_cases))
-        logits = layer.router(gate_input)[:, tf.newaxis, :]
+    logits = layer.router.row_logits(x, flow_id, use_case_id)  # [B, S or 1, E] float32
     probs = tf.nn.softmax(logits, axis=-1)
     if mask_to_top_k:
         kth = tf.math.top_k(probs, k=layer.top_k).values[..., -1:]
         probs = tf.where(probs >= kth, probs, 0.0)
         probs = probs / tf.reduce_sum(probs, axis=-1, keepdims=True)
     # All experts as one wide feed-forward: [N, D] x [D, E*F] -> gate-weighted hidden -> [E*F, D].
-    num_experts, hidden_dim = layer.num_experts, layer.hidden_dim
+    experts = layer.experts
+    num_experts, hidden_dim = experts.num_experts, experts.hidden_dim
     width = tf.shape(x)[-1]
-    w_in = tf.reshape(tf.transpose(tf.cast(layer.kernel_in, dtype), [1, 0, 2]), [width, num_experts * hidden_dim])
-    b_in = tf.reshape(tf.cast(layer.bias_in, dtype), [num_experts * hidden_dim])
-    w_out = tf.reshape(tf.cast(layer.kernel_out, dtype), [num_experts * hidden_dim, width])
-    b_out = tf.cast(layer.bias_out, dtype)
-    activation = tf.keras.activations.get(layer.activation)
+    kernel_in, bias_in, kernel_out, b_out = experts.weights_as(dtype)
+    w_in = tf.reshape(tf.transpose(kernel_in, [1, 0, 2]), [width, num_experts * hidden_dim])
+    b_in = tf.reshape(bias_in, [num_experts * hidden_dim])
+    w_out = tf.reshape(kernel_out, [num_experts * hidden_dim, width])
+    activation = experts.activation_fn
     weights = tf.cast(tf.reshape(tf.broadcast_to(probs, tf.concat([tf.shape(x)[:2], [num_experts]], 0)),
                                  [-1, num_experts, 1]), dtype)  # [N, E, 1]
     rows = tf.reshape(x, [-1, width])

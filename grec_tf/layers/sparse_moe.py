@@ -1,68 +1,46 @@
-"""Sparse top-k Mixture-of-Experts with token, sentence, task and task-sentence routing (GRec, SPEC §3.5).
+"""Sparse top-k Mixture-of-Experts: a router picks k of E feed-forward experts, only those are computed (GRec).
 
-Shapes (B batch, S tokens per example, D width, E experts, k selected, F = hidden_dim):
+``SparseMoE(experts=FeedForwardExperts(...), router=<a Router>)``; the strategies are the classes registered
+in :data:`~grec_tf.layers.routers.ROUTERS` (token, sentence, task, task_sentence).
+
+Shapes (B batch, S tokens per example, D width, E experts, k selected):
   x [B, S, D], flow_id [B] int, use_case_id [B] int -> y [B, S, D] (= x + MoE(x), residual),
   optionally with dispatch [B, E] float32: fraction of the row's tokens processed by each expert.
 
-Routings (what the router sees; router logits, softmax and losses are float32):
-  * ``token``: each token x[b, s] is routed on its own features.
-  * ``sentence``: example b is routed on mean_s x[b, s]; all its tokens go to the same experts.
-  * ``task``: example b is routed on a learned embedding of task id = flow_id * num_use_cases + use_case_id.
-  * ``task_sentence`` (GRec, paper eq. 8): routed on mean(flow_embedding[flow_id], use_case_embedding[use_case_id]),
-    so a (flow, use case) pair never seen in training still gets a deterministic route.
+Two dispatch strategies, chosen by the router's ``routes_by_task``:
+  * per unit (token / sentence routing: a unit is a token or an example, each with its own route): the
+    (unit, slot) assignments are sorted by expert, each expert runs once on its units, with optional expert
+    capacity ``ceil(capacity_factor * units * k / E)``. Assignments past capacity are dropped (all first choices
+    are served before any second choice); a unit whose every assignment was dropped comes out equal to its
+    input (residual).
+  * per route (task / task-sentence routing: the route is a property of the task id): the gate is computed
+    once per distinct task id in the batch (``tf.unique``) and each route's k experts, fused into one batched
+    feed-forward, run once on that route's rows. Capacity does not apply.
 
-Only the selected experts are computed. Token/sentence routing dispatch assignments per expert (sort by
-expert with ``tf.dynamic_partition``, gather, one matmul per expert, ``unsorted_segment_sum`` back), with
-optional expert capacity ``ceil(capacity_factor * units * k / E)`` where a unit is a token (token routing) or
-an example (sentence routing); assignments past capacity are dropped and, if all of a unit's assignments are
-dropped, the unit comes out equal to its input (residual). Task routings compute the gate once per distinct
-route in the batch (``tf.unique``) and run each route's k experts, fused into one batched feed-forward, once on
-that route's rows. No capacity applies to task routings (the route is a property of the task, not of load).
-
-Auxiliary losses (added with ``add_loss``, already multiplied by their weights; over routing decisions, one
-per token for token routing and one per example otherwise):
-  * load balance ``E * sum_e f_e * P_e`` (f_e: fraction of assignments to e before capacity, P_e: mean router
-    probability of e), weight ``load_balance_weight``;
-  * router z-loss ``mean logsumexp(logits)^2``, weight ``z_loss_weight``.
-Multiplicative jitter: in training only, the router input is multiplied by U(1 - jitter, 1 + jitter) (for task
-routings, one draw per distinct route, so rows of a route still share it).
+The router owns its auxiliary losses (load balance, z-loss; over routing decisions, one per token for token
+routing and one per example otherwise: a route's decision counts once per row it serves) and its jitter.
 """
-import math
+from typing import Optional
 
 import tensorflow as tf
 
-from grec_tf.layers.expert_dispatch import dispatch_by_expert, dispatch_by_route
-from grec_tf.layers.top_k_gate import load_balance_loss, router_z_loss, top_k_gate
-
-ROUTINGS = ("token", "sentence", "task", "task_sentence")
-TASK_ROUTINGS = ("task", "task_sentence")
-
-
-def _expert_initializer(fan_in: int, fan_out: int) -> tf.keras.initializers.Initializer:
-    limit = math.sqrt(6.0 / (fan_in + fan_out))  # Glorot-uniform of one expert's matrix
-    return tf.keras.initializers.RandomUniform(-limit, limit)
+from grec_tf.layers.feed_forward_experts import FeedForwardExperts
+from grec_tf.layers.routers import Router
 
 
 @tf.keras.utils.register_keras_serializable(package="grec_tf")
 class SparseMoE(tf.keras.layers.Layer):
-    """Sparse top-k MoE layer (each expert a feed-forward D -> F -> D) with a residual connection.
+    """Sparse top-k MoE layer with a residual connection.
 
     Args:
-      num_experts: E.
-      top_k: k experts per routing decision (1 <= k <= E); their gate weights are renormalized to sum 1.
-      hidden_dim: expert hidden width F.
-      routing: "token", "sentence", "task" or "task_sentence".
-      num_flows, num_use_cases: vocabulary sizes of flow_id and use_case_id (required by task routings).
-      route_embedding_dim: width of the task / flow / use-case embeddings the task routers read.
-      capacity_factor: > 0 enables expert capacity for token/sentence routing.
-      load_balance_weight, z_loss_weight: weights of the auxiliary losses.
-      jitter: multiplicative router-input jitter amplitude, training only (0 disables).
-      activation: expert hidden activation (any Keras activation name).
+      experts: the E experts (built here from the input width).
+      router: a :class:`~grec_tf.layers.routers.Router` over the same E experts (built here).
+      capacity_factor: > 0 enables expert capacity; only for routers with ``supports_capacity``.
 
     Call args:
       x: [B, S, D].
-      flow_id, use_case_id: [B] int32/int64 (task routings only).
-      training: enables jitter.
+      flow_id, use_case_id: [B] int32/int64 (read by task routers).
+      training: enables the router's jitter.
       return_routing: also return dispatch [B, E] float32, the fraction of each row's tokens processed by each
         expert after capacity (for utilization logging; rows sum to k unless tokens were dropped).
 
@@ -70,97 +48,39 @@ class SparseMoE(tf.keras.layers.Layer):
       y [B, S, D], or (y, dispatch).
     """
 
-    def __init__(self, num_experts: int, top_k: int, hidden_dim: int, routing: str, num_flows: int = 0,
-                 num_use_cases: int = 0, route_embedding_dim: int = 16, capacity_factor: float = 0.0,
-                 load_balance_weight: float = 0.01, z_loss_weight: float = 0.001, jitter: float = 0.0,
-                 activation: str = "gelu", **kwargs):
+    def __init__(self, experts: FeedForwardExperts, router: Router, capacity_factor: float = 0.0, **kwargs):
         super().__init__(**kwargs)
-        if routing not in ROUTINGS:
-            raise ValueError(f"SparseMoE: routing must be one of {ROUTINGS}, got {routing!r}")
-        if not 1 <= int(top_k) <= int(num_experts):
-            raise ValueError(f"SparseMoE: top_k must be in [1, num_experts={num_experts}], got {top_k}")
-        if routing in TASK_ROUTINGS and (int(num_flows) < 1 or int(num_use_cases) < 1):
-            raise ValueError(f"SparseMoE: routing {routing!r} needs num_flows >= 1 and num_use_cases >= 1, "
-                             f"got num_flows={num_flows}, num_use_cases={num_use_cases}")
-        if capacity_factor < 0 or not 0 <= jitter < 1:
-            raise ValueError("SparseMoE: capacity_factor must be >= 0 and jitter in [0, 1), got "
-                             f"capacity_factor={capacity_factor}, jitter={jitter}")
-        self.num_experts = int(num_experts)
-        self.top_k = int(top_k)
-        self.hidden_dim = int(hidden_dim)
-        self.routing = routing
-        self.num_flows = int(num_flows)
-        self.num_use_cases = int(num_use_cases)
-        self.route_embedding_dim = int(route_embedding_dim)
+        if experts.num_experts != router.num_experts:
+            raise ValueError(f"SparseMoE: experts.num_experts={experts.num_experts} must equal "
+                             f"router.num_experts={router.num_experts} ({type(router).__name__})")
+        if capacity_factor < 0:
+            raise ValueError(f"SparseMoE: capacity_factor must be >= 0, got {capacity_factor}")
+        if capacity_factor > 0 and not router.supports_capacity:
+            raise ValueError(
+                f"SparseMoE: capacity_factor={capacity_factor} applies only to token/sentence routing, not to "
+                f"routing {router.routing!r}: it routes by task, so a row's route is a property of its task, not "
+                f"of the load, and there is no overflow to drop. Use capacity_factor=0.")
+        self.experts = experts
+        self.router = router
         self.capacity_factor = float(capacity_factor)
-        self.load_balance_weight = float(load_balance_weight)
-        self.z_loss_weight = float(z_loss_weight)
-        self.jitter = float(jitter)
-        self.activation = activation
-        self._activation_fn = tf.keras.activations.get(activation)
-        # Router math in float32 whatever the layer's policy: float32 sublayers.
-        self.router = tf.keras.layers.Dense(self.num_experts, use_bias=False, dtype="float32", name="router")
-        if routing == "task":
-            self.task_embedding = tf.keras.layers.Embedding(
-                self.num_flows * self.num_use_cases, self.route_embedding_dim, dtype="float32",
-                name="task_embedding")
-        elif routing == "task_sentence":
-            self.flow_embedding = tf.keras.layers.Embedding(
-                self.num_flows, self.route_embedding_dim, dtype="float32", name="flow_embedding")
-            self.use_case_embedding = tf.keras.layers.Embedding(
-                self.num_use_cases, self.route_embedding_dim, dtype="float32", name="use_case_embedding")
 
-    def build(self, input_shape):
+    @property
+    def num_experts(self) -> int:
+        return self.experts.num_experts
+
+    @property
+    def top_k(self) -> int:
+        return self.router.top_k
+
+    def build(self, input_shape) -> None:
         width = int(tf.TensorShape(input_shape)[-1])
-        e, f = self.num_experts, self.hidden_dim
-        self.kernel_in = self.add_weight("expert_kernel_in", shape=(e, width, f),
-                                         initializer=_expert_initializer(width, f))
-        self.bias_in = self.add_weight("expert_bias_in", shape=(e, f), initializer="zeros")
-        self.kernel_out = self.add_weight("expert_kernel_out", shape=(e, f, width),
-                                          initializer=_expert_initializer(f, width))
-        self.bias_out = self.add_weight("expert_bias_out", shape=(e, width), initializer="zeros")
-        sublayers = [(self.router, (None, self.route_embedding_dim if self.routing in TASK_ROUTINGS else width))]
-        if self.routing == "task":
-            sublayers.append((self.task_embedding, (None,)))
-        elif self.routing == "task_sentence":
-            sublayers += [(self.flow_embedding, (None,)), (self.use_case_embedding, (None,))]
+        sublayers = [(self.experts, tf.TensorShape(input_shape)),
+                     (self.router, tf.TensorShape([None, self.router.gate_input_width(width)]))]
         for sublayer, shape in sublayers:
-            with tf.name_scope(sublayer.name):  # variable names like ".../router/kernel:0"
-                sublayer.build(shape)
+            if not sublayer.built:
+                with tf.name_scope(sublayer.name):  # variable names like "sparse_moe/router/kernel:0"
+                    sublayer.build(shape)
         super().build(input_shape)
-
-    # ----------------------------------------------------------------------------------------------------------
-    def route_ids(self, flow_id, use_case_id):
-        """[B] int32 task id flow_id * num_use_cases + use_case_id (the route key of task routings)."""
-        if flow_id is None or use_case_id is None:
-            raise ValueError(f"SparseMoE: routing {self.routing!r} needs flow_id and use_case_id")
-        flow_id = tf.cast(tf.reshape(flow_id, [-1]), tf.int32)
-        use_case_id = tf.cast(tf.reshape(use_case_id, [-1]), tf.int32)
-        return flow_id * self.num_use_cases + use_case_id
-
-    def route_gate_input(self, task_ids):
-        """Router input [R, route_embedding_dim] float32 for task ids [R] (task routings)."""
-        if self.routing == "task":
-            return self.task_embedding(task_ids)
-        flows = task_ids // self.num_use_cases
-        use_cases = task_ids % self.num_use_cases
-        return 0.5 * (self.flow_embedding(flows) + self.use_case_embedding(use_cases))  # paper eq. 8
-
-    def _jitter(self, gate_input, training):
-        if not training or self.jitter <= 0:
-            return gate_input
-        return gate_input * tf.random.uniform(tf.shape(gate_input), 1.0 - self.jitter, 1.0 + self.jitter)
-
-    def _expert_weights(self):
-        dtype = self.compute_dtype
-        return (tf.cast(self.kernel_in, dtype), tf.cast(self.bias_in, dtype),
-                tf.cast(self.kernel_out, dtype), tf.cast(self.bias_out, dtype))
-
-    def _add_aux_losses(self, logits, probs, experts, counts=None):
-        if self.load_balance_weight:
-            self.add_loss(self.load_balance_weight * load_balance_loss(probs, experts, counts))
-        if self.z_loss_weight:
-            self.add_loss(self.z_loss_weight * router_z_loss(logits, counts))
 
     def call(self, x, flow_id=None, use_case_id=None, training=None, return_routing=False):
         x = tf.convert_to_tensor(x)
@@ -170,68 +90,50 @@ class SparseMoE(tf.keras.layers.Layer):
             training = False
         elif not tf.is_tensor(training):
             training = bool(training)
-        if self.routing in TASK_ROUTINGS:
-            y, dispatch = self._call_task(x, flow_id, use_case_id, training)
-        else:
-            y, dispatch = self._call_sparse(x, training)
+        route = self._call_by_route if self.router.routes_by_task else self._call_by_unit
+        y, dispatch = route(x, flow_id, use_case_id, training)
         y = x + y
         return (y, dispatch) if return_routing else y
 
-    def _call_sparse(self, x, training):
-        batch, tokens, width = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
-        if self.routing == "token":
-            units = tf.reshape(x, [-1, 1, width])
-            gate_input = tf.cast(tf.reshape(x, [-1, width]), tf.float32)
-        else:
-            units = x
-            gate_input = tf.reduce_mean(tf.cast(x, tf.float32), axis=1)
-        gate_input = self._maybe_jitter(gate_input, training)
-        logits = self.router(gate_input)  # [U, E] float32
-        probs, gates, experts = top_k_gate(logits, self.top_k)
-        self._add_aux_losses(logits, probs, experts)
-        capacity = None
-        if self.capacity_factor > 0:
-            num_units = tf.cast(tf.shape(units)[0], tf.float32)
-            capacity = tf.cast(tf.math.ceil(self.capacity_factor * num_units * self.top_k / self.num_experts),
-                               tf.int32)
-        y, kept = dispatch_by_expert(units, experts, gates, *self._expert_weights(),
-                                     activation=self._activation_fn, num_experts=self.num_experts,
-                                     capacity=capacity)
+    def _call_by_unit(self, x, flow_id, use_case_id, training):
+        gate_input = self.router.gate_input(x, flow_id, use_case_id)  # [B, S_u, G], S_u = S or 1
+        batch, units_per_row = tf.shape(gate_input)[0], tf.shape(gate_input)[1]
+        units = tf.reshape(x, [batch * units_per_row, -1, tf.shape(x)[2]])  # [U, S / S_u, D]
+        gates, experts = self.router(tf.reshape(gate_input, [-1, gate_input.shape[-1]]), training=training)
+        y, kept = self.experts.by_unit(units, experts, gates, self._capacity(tf.shape(units)[0]))
         dispatch = tf.reduce_sum(tf.one_hot(experts, self.num_experts, dtype=tf.float32)
                                  * tf.cast(kept, tf.float32)[..., tf.newaxis], axis=1)  # [U, E]
-        if self.routing == "token":
-            dispatch = tf.reduce_mean(tf.reshape(dispatch, [batch, tokens, self.num_experts]), axis=1)
+        if gate_input.shape[1] != 1:  # several units per row: a row's dispatch is the mean over its units
+            dispatch = tf.reduce_mean(tf.reshape(dispatch, [batch, units_per_row, self.num_experts]), axis=1)
         return tf.reshape(y, tf.shape(x)), dispatch
 
-    def _call_task(self, x, flow_id, use_case_id, training):
-        task_ids = self.route_ids(flow_id, use_case_id)
-        routes, route_index = tf.unique(task_ids)  # gate once per distinct route in the batch
-        gate_input = self._maybe_jitter(self.route_gate_input(routes), training)
-        logits = self.router(gate_input)  # [R, E] float32
-        probs, gates, experts = top_k_gate(logits, self.top_k)
+    def _capacity(self, num_units: tf.Tensor) -> Optional[tf.Tensor]:
+        if self.capacity_factor <= 0:
+            return None
+        return tf.cast(tf.math.ceil(self.capacity_factor * tf.cast(num_units, tf.float32) * self.top_k
+                                    / self.num_experts), tf.int32)
+
+    def _call_by_route(self, x, flow_id, use_case_id, training):
+        routes, route_index = tf.unique(self.router.route_ids(flow_id, use_case_id))  # gate once per route
         counts = tf.math.unsorted_segment_sum(tf.ones_like(route_index, tf.float32), route_index,
                                               tf.shape(routes)[0])
-        self._add_aux_losses(logits, probs, experts, counts)
-        y = dispatch_by_route(x, route_index, self.num_flows * self.num_use_cases, experts, gates,
-                              *self._expert_weights(), activation=self._activation_fn)
+        gates, experts = self.router(self.router.route_gate_input(routes), counts, training=training)  # [R, k]
+        y = self.experts.by_route(x, route_index, self.router.num_routes, experts, gates)
         route_dispatch = tf.reduce_sum(tf.one_hot(experts, self.num_experts, dtype=tf.float32), axis=1)
         return y, tf.gather(route_dispatch, route_index)
-
-    def _maybe_jitter(self, gate_input, training):
-        if self.jitter <= 0:
-            return gate_input
-        if isinstance(training, bool):
-            return self._jitter(gate_input, training)
-        return tf.cond(tf.cast(training, tf.bool), lambda: self._jitter(gate_input, True), lambda: gate_input)
 
     def compute_output_shape(self, input_shape):
         return tf.TensorShape(input_shape)
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(num_experts=self.num_experts, top_k=self.top_k, hidden_dim=self.hidden_dim,
-                      routing=self.routing, num_flows=self.num_flows, num_use_cases=self.num_use_cases,
-                      route_embedding_dim=self.route_embedding_dim, capacity_factor=self.capacity_factor,
-                      load_balance_weight=self.load_balance_weight, z_loss_weight=self.z_loss_weight,
-                      jitter=self.jitter, activation=self.activation)
-        return config
+    def get_config(self) -> dict:
+        # The sublayers are built by SparseMoE.build from its own input shape: their build state is not config.
+        sublayers = {name: {k: v for k, v in tf.keras.layers.serialize(layer).items() if k != "build_config"}
+                     for name, layer in (("experts", self.experts), ("router", self.router))}
+        return {**super().get_config(), **sublayers, "capacity_factor": self.capacity_factor}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "SparseMoE":
+        config = dict(config)
+        for name in ("experts", "router"):
+            config[name] = tf.keras.layers.deserialize(config[name])
+        return cls(**config)

@@ -4,18 +4,22 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from grec_tf.layers import MultiQueryAttention, ParallelTransformerBlock, SparseMoE
+from grec_tf.layers import (ROUTERS, FeedForwardExperts, MultiQueryAttention, ParallelTransformerBlock, SparseMoE,
+                            TaskSentenceRouter, make_router)
 
 S, D = 5, 16
 
 
 def _layers():
+    moe_ts = SparseMoE(FeedForwardExperts(6, 24, activation="relu"),
+                       TaskSentenceRouter(6, 2, num_flows=3, num_use_cases=2, route_embedding_dim=8,
+                                          load_balance_weight=0.02, z_loss_weight=0.003, jitter=0.1),
+                       capacity_factor=0.0, name="moe_ts")
     return [MultiQueryAttention(4, 8, dropout=0.1, name="mqa"),
-            ParallelTransformerBlock(4, 8, 32, activation="swiglu", dropout=0.1, name="block"),
-            SparseMoE(6, 2, 24, "task_sentence", num_flows=3, num_use_cases=2, route_embedding_dim=8,
-                      capacity_factor=0.0, load_balance_weight=0.02, z_loss_weight=0.003, jitter=0.1,
-                      name="moe_ts")] + [
-            SparseMoE(6, 2, 24, routing, num_flows=3, num_use_cases=2, capacity_factor=1.5, name=f"moe_{routing}")
+            ParallelTransformerBlock(4, 8, 32, activation="swiglu", dropout=0.1, name="block"), moe_ts] + [
+            SparseMoE(FeedForwardExperts(6, 24), make_router(routing, num_experts=6, top_k=2, num_flows=3,
+                                                             num_use_cases=2),
+                      capacity_factor=1.5 if ROUTERS[routing].supports_capacity else 0.0, name=f"moe_{routing}")
             for routing in ("token", "sentence", "task")]
 
 
@@ -48,6 +52,11 @@ def test_get_config_round_trip(index):
     rebuilt = tf.keras.layers.deserialize(tf.keras.layers.serialize(layer))
     assert type(rebuilt) is type(layer) and rebuilt.get_config() == config
     assert tf.keras.utils.get_registered_name(type(layer)) == f"grec_tf>{type(layer).__name__}"
+    if isinstance(layer, SparseMoE):  # the injected experts and router come back as themselves
+        for name in ("experts", "router"):
+            original, restored = getattr(layer, name), getattr(clone, name)
+            assert type(restored) is type(original) and restored.get_config() == original.get_config()
+        assert clone.capacity_factor == layer.capacity_factor
 
 
 def _model():

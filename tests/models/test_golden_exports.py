@@ -29,8 +29,7 @@ SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 #: (old checkpoint path pattern, new path) - where weights moved when the code was restructured
 RENAMES = [
     (r"^bottom/moe/expert_(kernel|bias)_(in|out)$", r"bottom/moe/experts/\1_\2"),
-    (r"^bottom/moe/router/kernel$", r"bottom/moe/router/router/kernel"),
-    (r"^bottom/moe/(flow|use_case|task)_embedding/embeddings$", r"bottom/moe/router/\1_embedding/embeddings"),
+    (r"^bottom/moe/(flow|use_case|task)_embedding/embeddings$", r"bottom/moe/router/\1_embedding"),
     (r"^text_encoders/0/", r"text_encoders/query/"),
 ]
 

@@ -8,8 +8,9 @@ rates and noise words) are left out: they cancel in the posterior.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Tuple
 
 import numpy as np
 import pandas as pd
@@ -65,15 +66,10 @@ class Likelihood:
     page_index: pd.Index        # page string -> index into page_vocab
 
 
-_LIKELIHOOD: Optional[Likelihood] = None
-
-
+@functools.cache
 def likelihood() -> Likelihood:
     """The tables (built once per process)."""
-    global _LIKELIHOOD
-    if _LIKELIHOOD is None:
-        _LIKELIHOOD = _build()
-    return _LIKELIHOOD
+    return _build()
 
 
 def log(x: np.ndarray) -> np.ndarray:

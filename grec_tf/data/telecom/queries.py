@@ -95,8 +95,9 @@ def _query_text(code: int) -> str:
     words = [BRANDS[brand - 1] if brand else "", CATEGORY_WORD_LIST[cat_word - 1][1] if cat_word else ""]
     if swap:
         words.reverse()
-    words = ([INTENT_WORDS[intent - 1]] if intent else []) + words + \
-            ([NOISE_WORDS[noise1 - 1]] if noise1 else []) + ([NOISE_WORDS[noise2 - 1]] if noise2 and noise2 != noise1 else [])
+    noise = ([NOISE_WORDS[noise1 - 1]] if noise1 else []) + \
+        ([NOISE_WORDS[noise2 - 1]] if noise2 and noise2 != noise1 else [])   # a repeated noise word once
+    words = ([INTENT_WORDS[intent - 1]] if intent else []) + words + noise
     return " ".join(x for x in words if x)
 
 

@@ -18,9 +18,10 @@ The world is the same for every dataset seed (it is drawn once from :data:`WORLD
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -93,15 +94,10 @@ class World:
     taste_scale: float         # scale of u.z for a typical customer: keeps the taste term ~standardized
 
 
-_WORLD: Optional[World] = None
-
-
+@functools.cache
 def fixed_world() -> World:
     """The world (built once per process; identical in every process)."""
-    global _WORLD
-    if _WORLD is None:
-        _WORLD = _build_world()
-    return _WORLD
+    return _build_world()
 
 
 def _item_latents(rng: np.random.Generator):

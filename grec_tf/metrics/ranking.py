@@ -118,10 +118,10 @@ def group_auc(labels, scores, groups) -> float:
     g = np.asarray(groups).reshape(-1)
     if g.shape[0] != n:
         raise ValueError(f"groups: expected {n} values (one per label), got {g.shape[0]}")
-    frame = pd.DataFrame({"group": g, "label": y})
-    frame["positive_rank"] = pd.Series(s).groupby(g, dropna=False).rank(method="average").to_numpy() * y
-    per_group = frame.groupby("group", sort=False, dropna=False).agg(rows=("label", "size"), positives=("label", "sum"),
-                                                        rank_sum=("positive_rank", "sum"))
+    rank = pd.Series(s).groupby(g, dropna=False).rank(method="average").to_numpy()
+    by_group = pd.DataFrame({"positives": y, "rank_sum": rank * y}).groupby(g, sort=False, dropna=False)
+    per_group = by_group.sum()
+    per_group["rows"] = by_group.size()
     per_group = per_group[(per_group["positives"] > 0) & (per_group["positives"] < per_group["rows"])]
     if per_group.empty:
         return float("nan")

@@ -25,8 +25,9 @@ setup(
         "aiohttp>=3.9",
         "orjson",
         "scipy",  # the telecom Bayes ceiling (special functions, sparse sums)
+        "scikit-learn",  # AUC, AP and log loss in grec_tf.metrics
     ],
     extras_require={
-        "test": ["pytest", "nbclient", "nbformat", "ipykernel", "scikit-learn"],
+        "test": ["pytest", "nbclient", "nbformat", "ipykernel"],
     },
 )

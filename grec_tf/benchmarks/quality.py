@@ -2,7 +2,7 @@
 in the same run, next to the oracle when the data has one (telecom).
 
 On telecom it also scores the test split with the Bayes ceiling
-(:func:`grec_tf.data.telecom_ceiling.ceiling_probabilities`): the best prediction possible from a
+(:func:`grec_tf.data.telecom.ceiling.ceiling_probabilities`): the best prediction possible from a
 row's features, given the generator. Its AUC gap to the oracle is the part of a model's gap that
 comes from hidden variables; the rest (model gap to the ceiling) is what learning can still close.
 
@@ -100,7 +100,7 @@ def _markdown(dataset: str, config: ExperimentConfig, results: Dict, sentences: 
                      f"{fmt(s['mean_ap_sparse'])} | {s['params']:,} | {s['steps']} | {s['train_seconds']:.0f} |")
     if ceiling:
         lines += ["", "The Bayes ceiling is the posterior expectation of each row's label given only that row's "
-                  "features, computed exactly from the generator (`grec_tf/data/telecom_ceiling.py`). Its gap to "
+                  "features, computed exactly from the generator (`grec_tf/data/telecom/ceiling.py`). Its gap to "
                   "the oracle comes from hidden variables (session intent, wanted brand and category, customer "
                   "taste): no model that scores a row from its features alone can close that part."]
     if targets:
@@ -129,7 +129,7 @@ def _markdown(dataset: str, config: ExperimentConfig, results: Dict, sentences: 
 
 def bayes_ceiling(test_frame) -> Dict[str, Dict]:
     """AUC/AP per task sentence of the telecom Bayes ceiling on a test split (long format with labels)."""
-    from grec_tf.data.telecom_ceiling import ceiling_probabilities
+    from grec_tf.data.telecom import ceiling_probabilities
     from grec_tf.metrics.ranking import task_sentence_metrics
 
     scored = test_frame[["flow", "use_case", "label"]].copy()

@@ -1,4 +1,4 @@
-"""Evaluation metrics: exact NumPy ranking metrics (AUC, AP, GAUC, logloss) per task sentence."""
+"""Evaluation metrics: ranking metrics (AUC, AP and logloss from scikit-learn, GAUC) per task sentence."""
 from grec_tf.metrics.ranking import (
     METRIC_KEYS,
     average_precision,

@@ -1,27 +1,29 @@
-"""Exact, vectorized ranking metrics in NumPy (no TensorFlow): AUC, AP, GAUC, logloss.
+"""Ranking metrics (no TensorFlow): AUC, AP, GAUC, logloss, per task sentence.
 
-These are the reference implementations used for the dataset card (oracle metrics), for offline
-evaluation and for reports. They are exact (rank based, no binning) and treat tied scores the way
-scikit-learn does:
+Used for the dataset card (oracle metrics), for offline evaluation and for reports. AUC, AP and
+logloss are scikit-learn's; this module adds the conventions every caller relies on:
 
-* :func:`roc_auc` equals ``sklearn.metrics.roc_auc_score`` (Mann-Whitney U with ties counted 1/2).
-* :func:`average_precision` equals ``sklearn.metrics.average_precision_score``: the step-wise
-  ``sum_n (R_n - R_{n-1}) P_n`` over distinct score thresholds (no interpolation).
+* :func:`roc_auc` is ``sklearn.metrics.roc_auc_score`` (exact, ties counted 1/2).
+* :func:`average_precision` is ``sklearn.metrics.average_precision_score`` (step-wise, no
+  interpolation).
 * :func:`group_auc` is the AUC of each group (e.g. customer) weighted by the group's number of rows;
   groups with a single class are skipped.
-* :func:`log_loss` is the mean binary cross-entropy with probabilities clipped to ``[eps, 1 - eps]``.
+* :func:`log_loss` is ``sklearn.metrics.log_loss`` of probabilities clipped to ``[eps, 1 - eps]``.
 
 Undefined values are ``nan`` (never an exception): AUC with a single class, AP without a positive,
 GAUC when no group has both classes, any metric of zero rows.
 
 :func:`task_sentence_metrics` computes all of them per task sentence (``FLOW/USE_CASE``) and per use
-case (``use_case/USE_CASE``) from a long-format frame (SPEC §2).
+case (``use_case/USE_CASE``) from a long-format frame. Inputs are checked first: labels must be 0/1
+and scores finite, and an error names the first bad position.
 """
 from __future__ import annotations
 
 from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
+import pandas as pd
+from sklearn import metrics
 
 __all__ = [
     "roc_auc",
@@ -32,6 +34,8 @@ __all__ = [
     "METRIC_KEYS",
 ]
 
+#: Probabilities are clipped to ``[LOG_LOSS_EPS, 1 - LOG_LOSS_EPS]`` before the log loss.
+LOG_LOSS_EPS = 1e-15
 #: Keys of each entry returned by :func:`task_sentence_metrics`.
 METRIC_KEYS = ("auc", "ap", "gauc", "logloss", "rows", "positive_rate")
 
@@ -41,44 +45,32 @@ _USE_CASE_ORDER = ("CTR", "ATC", "CVR", "CTCVR")
 
 
 def _as_labels(labels, name: str = "labels") -> np.ndarray:
-    y = np.asarray(labels)
-    if y.ndim != 1:
-        y = y.reshape(-1)
-    if y.dtype == bool:
-        return y.astype(np.float64)
-    y = y.astype(np.float64, copy=False)
+    """``[n]`` float64 0/1 labels; ValueError naming the first position holding anything else."""
+    given = np.asarray(labels).reshape(-1)
+    if given.dtype == bool:
+        return given.astype(np.float64)
+    y = given.astype(np.float64, copy=False)
     bad = (y != 0) & (y != 1)
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{name}: expected 0/1 labels, got {labels[first]!r} at position {first}")
+        raise ValueError(f"{name}: expected 0/1 labels, got {given[first:first + 1].tolist()[0]!r} at position {first}")
     return y
 
 
 def _as_scores(scores, n: int, name: str = "scores") -> np.ndarray:
+    """``[n]`` float64 finite scores; ValueError on a wrong count or at the first non-finite position."""
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
     if s.shape[0] != n:
         raise ValueError(f"{name}: expected {n} values (one per label), got {s.shape[0]}")
     bad = ~np.isfinite(s)
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{name}: expected finite values, got {s[first]!r} at position {first}")
+        raise ValueError(f"{name}: expected finite values, got {s[first].item()!r} at position {first}")
     return s
 
 
-def _tie_averaged_ranks(sorted_scores: np.ndarray) -> np.ndarray:
-    """1-based ranks of an ascending array, tied values sharing their average rank."""
-    n = sorted_scores.shape[0]
-    new_block = np.empty(n, dtype=bool)
-    new_block[0] = True
-    np.not_equal(sorted_scores[1:], sorted_scores[:-1], out=new_block[1:])
-    starts = np.flatnonzero(new_block)
-    ends = np.append(starts[1:], n)
-    average = (starts + 1 + ends) / 2.0  # mean of ranks start+1 .. end
-    return average[np.cumsum(new_block) - 1]
-
-
 def roc_auc(labels, scores) -> float:
-    """Area under the ROC curve (exact; ties count 1/2). ``nan`` unless both classes occur.
+    """Area under the ROC curve (``sklearn.metrics.roc_auc_score``); ``nan`` unless both classes occur.
 
     Args:
       labels: shape ``[n]``, values 0/1 (bool or numbers).
@@ -86,47 +78,37 @@ def roc_auc(labels, scores) -> float:
     """
     y = _as_labels(labels)
     s = _as_scores(scores, y.shape[0])
-    n = y.shape[0]
-    n_pos = float(y.sum())
-    n_neg = n - n_pos
-    if n_pos == 0 or n_neg == 0:
+    if not 0 < y.sum() < y.shape[0]:
         return float("nan")
-    order = np.argsort(s, kind="mergesort")
-    ranks = _tie_averaged_ranks(s[order])
-    rank_sum = float(np.dot(ranks, y[order]))
-    return (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+    return float(metrics.roc_auc_score(y, s))
 
 
 def average_precision(labels, scores) -> float:
-    """Average precision as scikit-learn defines it: ``sum_n (R_n - R_{n-1}) P_n``.
+    """Average precision (``sklearn.metrics.average_precision_score``); ``nan`` when there is no positive.
 
-    The sum runs over distinct score thresholds from high to low (tied scores form one threshold).
-    ``nan`` when there is no positive.
+    Args:
+      labels: shape ``[n]``, 0/1.
+      scores: shape ``[n]``, finite.
     """
     y = _as_labels(labels)
     s = _as_scores(scores, y.shape[0])
-    n = y.shape[0]
-    if n == 0 or y.sum() == 0:
+    if y.sum() == 0:
         return float("nan")
-    order = np.argsort(-s, kind="mergesort")
-    s_sorted = s[order]
-    y_sorted = y[order]
-    last_of_threshold = np.append(np.flatnonzero(s_sorted[1:] != s_sorted[:-1]), n - 1)
-    tps = np.cumsum(y_sorted)[last_of_threshold]
-    fps = (last_of_threshold + 1) - tps
-    precision = tps / (tps + fps)
-    recall = tps / tps[-1]
-    recall_gain = np.diff(recall, prepend=0.0)
-    return float(np.dot(recall_gain, precision))
+    return float(metrics.average_precision_score(y, s))
 
 
 def group_auc(labels, scores, groups) -> float:
     """AUC per group, averaged with weights = rows of the group; single-class groups are skipped.
 
+    Each group's AUC is the Mann-Whitney statistic of the scores ranked within the group (ties share
+    their average rank, so a tie between a positive and a negative counts 1/2, as in
+    :func:`roc_auc`). Ranking all groups at once with a pandas groupby keeps this linear in the rows;
+    one ``roc_auc_score`` call per group took 15 s at 200,000 rows in 5,000 groups.
+
     Args:
       labels: shape ``[n]``, 0/1.
-      scores: shape ``[n]``.
-      groups: shape ``[n]``, any hashable/sortable ids (ints or strings), e.g. ``customer_id``.
+      scores: shape ``[n]``, finite.
+      groups: shape ``[n]``, any hashable ids (ints or strings), e.g. ``customer_id``.
 
     Returns ``nan`` when no group has both classes.
     """
@@ -136,48 +118,30 @@ def group_auc(labels, scores, groups) -> float:
     g = np.asarray(groups).reshape(-1)
     if g.shape[0] != n:
         raise ValueError(f"groups: expected {n} values (one per label), got {g.shape[0]}")
-    if n == 0:
+    rank = pd.Series(s).groupby(g, dropna=False).rank(method="average").to_numpy()
+    by_group = pd.DataFrame({"positives": y, "rank_sum": rank * y}).groupby(g, sort=False, dropna=False)
+    per_group = by_group.sum()
+    per_group["rows"] = by_group.size()
+    per_group = per_group[(per_group["positives"] > 0) & (per_group["positives"] < per_group["rows"])]
+    if per_group.empty:
         return float("nan")
-    _, gid = np.unique(g, return_inverse=True)
-    gid = gid.reshape(-1)
-    order = np.lexsort((s, gid))  # by group, then ascending score
-    g_sorted, s_sorted, y_sorted = gid[order], s[order], y[order]
-
-    new_group = np.empty(n, dtype=bool)
-    new_group[0] = True
-    np.not_equal(g_sorted[1:], g_sorted[:-1], out=new_group[1:])
-    new_block = new_group.copy()
-    new_block[1:] |= s_sorted[1:] != s_sorted[:-1]
-
-    position = np.arange(n)
-    group_start = np.maximum.accumulate(np.where(new_group, position, 0))
-    block_starts = np.flatnonzero(new_block)
-    block_ends = np.append(block_starts[1:], n)
-    base = group_start[block_starts]
-    average = ((block_starts - base) + 1 + (block_ends - base)) / 2.0
-    ranks = average[np.cumsum(new_block) - 1]
-
-    n_groups = int(gid.max()) + 1
-    size = np.bincount(g_sorted, minlength=n_groups).astype(np.float64)
-    n_pos = np.bincount(g_sorted, weights=y_sorted, minlength=n_groups)
-    rank_sum = np.bincount(g_sorted, weights=ranks * y_sorted, minlength=n_groups)
-    n_neg = size - n_pos
-    valid = (n_pos > 0) & (n_neg > 0)
-    if not valid.any():
-        return float("nan")
-    auc = (rank_sum[valid] - n_pos[valid] * (n_pos[valid] + 1) / 2.0) / (n_pos[valid] * n_neg[valid])
-    weight = size[valid]
-    return float(np.dot(weight, auc) / weight.sum())
+    pos, neg = per_group["positives"], per_group["rows"] - per_group["positives"]
+    auc = (per_group["rank_sum"] - pos * (pos + 1) / 2.0) / (pos * neg)
+    return float(np.dot(per_group["rows"], auc) / per_group["rows"].sum())
 
 
-def log_loss(labels, probs, eps: float = 1e-15) -> float:
-    """Mean binary cross-entropy; probabilities are clipped to ``[eps, 1 - eps]``. ``nan`` if empty."""
+def log_loss(labels, probs, eps: float = LOG_LOSS_EPS) -> float:
+    """Mean binary cross-entropy (``sklearn.metrics.log_loss``) of probabilities clipped to
+    ``[eps, 1 - eps]``; ``nan`` if empty.
+
+    The clipping is ours: scikit-learn clips only to its dtype's machine epsilon (its ``eps``
+    argument is gone), which would change the loss of confident mistakes.
+    """
     y = _as_labels(labels)
     p = _as_scores(probs, y.shape[0], name="probs")
     if y.shape[0] == 0:
         return float("nan")
-    p = np.clip(p, eps, 1.0 - eps)
-    return float(-np.mean(y * np.log(p) + (1.0 - y) * np.log1p(-p)))
+    return float(metrics.log_loss(y, np.clip(p, eps, 1.0 - eps), labels=[0, 1]))
 
 
 def _ordered(values: Iterable[str], canonical: Sequence[str]) -> List[str]:
@@ -228,27 +192,16 @@ def task_sentence_metrics(frame, score_column: str,
     result: Dict[str, Dict[str, float]] = {}
     if y.shape[0] == 0:
         return result
-    flow_order = _ordered(np.unique(flows), _FLOW_ORDER)
-    use_case_order = _ordered(np.unique(use_cases), _USE_CASE_ORDER)
-    flow_idx = _codes(flows, flow_order)
-    use_case_idx = _codes(use_cases, use_case_order)
-    key = flow_idx * len(use_case_order) + use_case_idx
-    order = np.argsort(key, kind="stable")
-    bounds = np.searchsorted(key[order], np.arange(len(flow_order) * len(use_case_order) + 1))
-    for fi, flow in enumerate(flow_order):
-        for ui, use_case in enumerate(use_case_order):
-            k = fi * len(use_case_order) + ui
-            rows = order[bounds[k]:bounds[k + 1]]
-            if rows.size:
+    keys = pd.DataFrame({"flow": flows, "use_case": use_cases})
+    rows_of_sentence = keys.groupby(["flow", "use_case"]).indices   # (flow, use case) -> row positions
+    rows_of_use_case = keys.groupby("use_case").indices
+    use_case_order = _ordered(rows_of_use_case, _USE_CASE_ORDER)
+    for flow in _ordered(np.unique(flows), _FLOW_ORDER):
+        for use_case in use_case_order:
+            rows = rows_of_sentence.get((flow, use_case))
+            if rows is not None:
                 result[f"{flow}/{use_case}"] = _entry(y[rows], s[rows], None if g is None else g[rows])
-    for ui, use_case in enumerate(use_case_order):
-        rows = np.flatnonzero(use_case_idx == ui)
+    for use_case in use_case_order:
+        rows = rows_of_use_case[use_case]
         result[f"use_case/{use_case}"] = _entry(y[rows], s[rows], None if g is None else g[rows])
     return result
-
-
-def _codes(values: np.ndarray, vocabulary: Sequence[str]) -> np.ndarray:
-    """Index of each value in ``vocabulary`` (every value must occur in it)."""
-    vocab = np.asarray(vocabulary)
-    sorter = np.argsort(vocab)
-    return sorter[np.searchsorted(vocab, values, sorter=sorter)].astype(np.int64)

@@ -16,6 +16,8 @@ from sklearn.feature_extraction.text import HashingVectorizer
 from sklearn.linear_model import LogisticRegression
 
 from grec_tf.data import telecom
+from grec_tf.data.telecom import dataset as telecom_dataset
+from grec_tf.data.telecom.world import BRANDS
 from grec_tf.errors import DataError
 from grec_tf.metrics import roc_auc, task_sentence_metrics
 
@@ -132,7 +134,7 @@ def test_search_query_is_often_empty_and_relates_to_the_item(full):
     assert 0.35 < empty < 0.65
     words = df["search_query"].str.split()
     has_brand = np.array([b in w for b, w in zip(df["item_brand"], words)])
-    mentions_brand = df["search_query"].str.contains("|".join(telecom.BRANDS[:5]))
+    mentions_brand = df["search_query"].str.contains("|".join(BRANDS[:5]))
     other = mentions_brand & ~has_brand
     # a query naming the candidate's brand clicks more than one naming another brand
     assert df["label"][has_brand].mean() > 1.3 * df["label"][other].mean()
@@ -310,7 +312,7 @@ def test_writes_are_atomic(tmp_path, monkeypatch):
     telecom.write_dataset(out, rows=500, seed=1)
     before = (out / "train.parquet").read_bytes()
     calls = {"n": 0}
-    real = telecom._long_table
+    real = telecom_dataset.long_table
 
     def failing(*args, **kwargs):
         calls["n"] += 1
@@ -318,7 +320,7 @@ def test_writes_are_atomic(tmp_path, monkeypatch):
             raise RuntimeError("disk full")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(telecom, "_long_table", failing)
+    monkeypatch.setattr(telecom_dataset, "long_table", failing)
     with pytest.raises(RuntimeError, match="disk full"):
         telecom.write_dataset(out, rows=700, seed=2)
     # the previous dataset is untouched and no temporary folder is left behind

@@ -11,7 +11,6 @@ The tests also check that the calibration check has power (it rejects a slightly
 the posterior of the hidden variables against the generator's own draws, the AUC ordering
 naive < ceiling <= oracle, and that only the features are read.
 """
-import inspect
 from typing import Dict
 
 import numpy as np
@@ -21,8 +20,11 @@ from scipy.special import expit, logit
 from sklearn.linear_model import LogisticRegression
 
 from grec_tf.data import telecom
-from grec_tf.data import telecom_ceiling as tc_ceiling
-from grec_tf.data.telecom_ceiling import ceiling_probabilities
+from grec_tf.data.telecom import ceiling as ceiling_module
+from grec_tf.data.telecom import ceiling_likelihood, ceiling_observations, ceiling_posterior, ceiling_probabilities
+from grec_tf.data.telecom import label_model as lm
+from grec_tf.data.telecom.queries import INTENT_WORDS
+from grec_tf.data.telecom.simulation import simulate
 from grec_tf.metrics import roc_auc
 
 IMPRESSIONS = 20_000   # 500 customers: enough clusters for the calibration standard errors
@@ -76,7 +78,7 @@ def _observable_functions(frame: pd.DataFrame) -> Dict[str, np.ndarray]:
         "device ios": frame["device_os"].to_numpy() == "ios",
         "ios and an apple item": (frame["device_os"].to_numpy() == "ios") & (brand == "apple"),
         "not a phone": frame["item_category"].to_numpy() != "phone",
-        "query intent word": np.array([any(w in telecom.INTENT_WORDS for w in ws) for ws in words]),
+        "query intent word": np.array([any(w in INTENT_WORDS for w in ws) for ws in words]),
         "query names the item brand": np.array([b in ws for b, ws in zip(brand, words)]),
         "viewed the item": np.array([i in v for i, v in zip(frame["item_id"].to_numpy(), items)]),
     }
@@ -119,16 +121,12 @@ def test_calibration_check_rejects_a_slightly_biased_ceiling(frame, functions, c
 def _hidden_session_variables(impressions: int, seed: int) -> Dict[str, np.ndarray]:
     """The generator's hidden draws (intent, wanted category/brand, preferred brand) per impression.
 
-    Test-only: runs the generator's own ``_simulate`` code, stopped before it packs its result, so
-    the hidden draws are exactly those behind ``generate_frames(impressions, seed)``.
+    Test-only: the simulation keeps its hidden session draws, exactly those behind
+    ``generate_frames(impressions, seed)``.
     """
-    source = inspect.getsource(telecom._simulate)
-    source = source[:source.index("    return _Impressions(")] + "    return dict(locals())\n"
-    namespace = dict(vars(telecom))
-    exec(source, namespace)
-    hidden = namespace["_simulate"](impressions, seed)
-    return {"intent": hidden["intent"], "cat": hidden["want_cat"], "brand": hidden["want_brand"],
-            "pref": hidden["pref_s"]}
+    sessions = simulate(impressions, seed).sessions
+    return {"intent": sessions.intent, "cat": sessions.want_cat, "brand": sessions.want_brand,
+            "pref": sessions.preferred_brand}
 
 
 @pytest.fixture(scope="module")
@@ -146,9 +144,9 @@ def test_posterior_of_the_hidden_variables_is_calibrated(frame, hidden):
     first = frame.drop_duplicates("impression_id").reset_index(drop=True)
     assert (first["impression_id"].to_numpy() == np.arange(IMPRESSIONS)).all()
     customer = first["customer_id"].to_numpy()
-    obs = tc_ceiling._observe(first, np.arange(IMPRESSIONS))
-    model = tc_ceiling._model()
-    post = tc_ceiling._state_posterior(obs)
+    obs = ceiling_observations.observe(first, np.arange(IMPRESSIONS))
+    model = ceiling_likelihood.likelihood()
+    post = ceiling_posterior.state_posterior(obs)
     for key in ("pref", "cat", "brand"):
         state_value = getattr(model, "s_" + key)
         for v in np.unique(hidden[key]):
@@ -158,8 +156,8 @@ def test_posterior_of_the_hidden_variables_is_calibrated(frame, hidden):
                 sel = (p >= lo) & (p < hi)
                 if sel.sum() > 100:
                     assert abs(_clustered_z(residual[sel], customer[sel])) < Z_MAX, (key, v, lo)
-    weights = tc_ceiling._intent_posterior(obs)
-    grid = tc_ceiling._INTENT_GRID
+    weights = ceiling_posterior.intent_posterior(obs)
+    grid = ceiling_likelihood.INTENT_GRID
     cdf = np.cumsum(weights, axis=1) - 0.5 * weights    # mid-point CDF of the grid cells
     at = np.clip((hidden["intent"] - grid[0]) / (grid[1] - grid[0]), 0, grid.shape[0] - 1.000001)
     i, frac = at.astype(np.int64), at % 1.0
@@ -175,17 +173,17 @@ def test_customer_noise_has_the_integrated_variance(frame, hidden):
     ``g_sd[item]^2 + (AFFINITY_SCALE * PRICE_SENS_NOISE_SD * log relative price)^2``."""
     first = frame[frame["use_case"] == "CTR"].reset_index(drop=True)
     assert (first["impression_id"].to_numpy() == np.arange(IMPRESSIONS)).all()
-    obs = tc_ceiling._observe(first, np.arange(IMPRESSIONS))
-    model = tc_ceiling._model()
-    base, log_rel = tc_ceiling._observed_logits(obs)
+    obs = ceiling_observations.observe(first, np.arange(IMPRESSIONS))
+    model = ceiling_likelihood.likelihood()
+    base, log_rel = ceiling_module.observed_part(obs)
     item, pref = obs.item, hidden["pref"]
     brand, cat = model.item_brand[item], model.item_cat[item]
-    mean = base[:, 0] + telecom.AFFINITY_SCALE * (
-        telecom.INTENT_WEIGHT * hidden["intent"] + telecom.WANTED_BRAND_WEIGHT * (brand == hidden["brand"])
-        + telecom.WANTED_CATEGORY_WEIGHT * (cat == hidden["cat"])
-        + telecom.FLOW_LOYALTY[obs.flow] * (brand == pref) + telecom.TASTE_WEIGHT * model.taste_mean[pref, item])
+    mean = base[:, 0] + lm.AFFINITY_SCALE * (
+        lm.INTENT_WEIGHT * hidden["intent"] + lm.WANTED_BRAND_WEIGHT * (brand == hidden["brand"])
+        + lm.WANTED_CATEGORY_WEIGHT * (cat == hidden["cat"])
+        + lm.FLOW_LOYALTY[obs.flow] * (brand == pref) + lm.TASTE_WEIGHT * model.taste_mean[pref, item])
     residual = logit(first["oracle_p"].to_numpy()) - mean
-    variance = model.g_sd[item] ** 2 + (telecom.AFFINITY_SCALE * telecom.PRICE_SENS_NOISE_SD * log_rel) ** 2
+    variance = model.g_sd[item] ** 2 + (lm.AFFINITY_SCALE * lm.PRICE_SENS_NOISE_SD * log_rel) ** 2
     customer = first["customer_id"].to_numpy()
     assert abs(_clustered_z(residual, customer)) < Z_MAX
     assert abs(_clustered_z(residual ** 2 / variance - 1.0, customer)) < Z_MAX

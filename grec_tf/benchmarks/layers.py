@@ -4,13 +4,15 @@ Workload (the same for every routing and for the dense baseline, so ratios are f
 row is one D-wide token vector through the MoE, arranged as B = 512 examples x S = 4 tokens; D = 256, F = 1024,
 E = 8, k in {2, 4}. The examples belong to 12 task sentences (3 flows x 4 use cases), spread uniformly at random.
 Every routing registered in ``grec_tf.layers.ROUTERS`` is measured: token routing routes each of the 2048
-tokens; sentence, task and task-sentence routing route each of the 512 examples (its 4 tokens follow it). No capacity (it must not bind for the comparison), no jitter.
+tokens; sentence, task and task-sentence routing route each of the 512 examples (its 4 tokens follow it). No
+capacity (it must not bind for the comparison), no jitter.
 
 Timed step: forward + backward in one ``tf.function`` -- loss = mean(y^2) + aux losses, gradients w.r.t. the input
 and every trainable weight (densified, as an optimizer would apply them). The configurations are timed in
 interleaved rounds (one step of each per round) so that load from other processes hits them alike; ``ms`` is the
 median over the rounds, and every target ratio is the median over rounds of that round's ratio (sparse step /
-dense step of the same round), which is robust to the machine's load changing during the run. FLOPs of the same step come from TF's profiler (:func:`grec_tf.profiling.count_flops`).
+dense step of the same round), which is robust to the machine's load changing during the run. FLOPs of the same
+step come from TF's profiler (:func:`grec_tf.profiling.count_flops`).
 
 Dense baseline: all E experts on every token combined with the full softmax of the token router
 (:func:`grec_tf.layers.dense_moe_reference` with ``mask_to_top_k=False``); the same computation serves every k.

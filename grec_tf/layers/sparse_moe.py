@@ -82,7 +82,8 @@ class SparseMoE(tf.keras.layers.Layer):
                     sublayer.build(shape)
         super().build(input_shape)
 
-    def call(self, x, flow_id=None, use_case_id=None, training=None, return_routing=False):
+    def call(self, x: tf.Tensor, flow_id: Optional[tf.Tensor] = None, use_case_id: Optional[tf.Tensor] = None,
+             training=None, return_routing: bool = False):
         x = tf.convert_to_tensor(x)
         if x.dtype != self.compute_dtype:
             x = tf.cast(x, self.compute_dtype)
@@ -98,12 +99,14 @@ class SparseMoE(tf.keras.layers.Layer):
     def _call_by_unit(self, x, flow_id, use_case_id, training):
         gate_input = self.router.gate_input(x, flow_id, use_case_id)  # [B, S_u, G], S_u = S or 1
         batch, units_per_row = tf.shape(gate_input)[0], tf.shape(gate_input)[1]
-        units = tf.reshape(x, [batch * units_per_row, -1, tf.shape(x)[2]])  # [U, S / S_u, D]
+        # [B, S, D] -> [U, S / S_u, D] by reshapes only (no index arithmetic in the traced step).
+        units = tf.reshape(x, [batch, units_per_row, -1, tf.shape(x)[2]])
+        units = tf.reshape(units, tf.concat([[-1], tf.shape(units)[2:]], 0))
         gates, experts = self.router(tf.reshape(gate_input, [-1, gate_input.shape[-1]]), training=training)
         y, kept = self.experts.by_unit(units, experts, gates, self._capacity(tf.shape(units)[0]))
         dispatch = tf.reduce_sum(tf.one_hot(experts, self.num_experts, dtype=tf.float32)
                                  * tf.cast(kept, tf.float32)[..., tf.newaxis], axis=1)  # [U, E]
-        if gate_input.shape[1] != 1:  # several units per row: a row's dispatch is the mean over its units
+        if gate_input.shape[1] != 1:  # a row's dispatch is the mean over its units (with one unit, that unit's)
             dispatch = tf.reduce_mean(tf.reshape(dispatch, [batch, units_per_row, self.num_experts]), axis=1)
         return tf.reshape(y, tf.shape(x)), dispatch
 
@@ -122,7 +125,7 @@ class SparseMoE(tf.keras.layers.Layer):
         route_dispatch = tf.reduce_sum(tf.one_hot(experts, self.num_experts, dtype=tf.float32), axis=1)
         return y, tf.gather(route_dispatch, route_index)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape) -> tf.TensorShape:
         return tf.TensorShape(input_shape)
 
     def get_config(self) -> dict:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from grec_tf.layers import SparseMoE
+from grec_tf.layers import FeedForwardExperts, SparseMoE, make_router
 from grec_tf.profiling import count_flops
 from pipelines import benchmark
 
@@ -34,8 +34,9 @@ def test_einsum_is_priced_like_matmul():
 
 
 def _moe_flops(routing, experts, top_k, x, flow, use_case):
-    layer = SparseMoE(experts, top_k, 64, routing, num_flows=2, num_use_cases=3, load_balance_weight=0.0,
-                      z_loss_weight=0.0)
+    router = make_router(routing, num_experts=experts, top_k=top_k, num_flows=2, num_use_cases=3,
+                         load_balance_weight=0.0, z_loss_weight=0.0)
+    layer = SparseMoE(FeedForwardExperts(experts, 64), router)
     layer(x, flow, use_case)
     return count_flops(tf.function(lambda a, b, c: layer(a, b, c)), x, flow, use_case)
 

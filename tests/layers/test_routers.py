@@ -21,6 +21,7 @@ def _inputs(batch=B):
 def test_registry_holds_the_four_strategies_in_order():
     assert ROUTERS == {"token": TokenRouter, "sentence": SentenceRouter, "task": TaskRouter,
                        "task_sentence": TaskSentenceRouter}
+    assert list(ROUTERS) == ["token", "sentence", "task", "task_sentence"]  # the benchmark reports in this order
     assert [cls.routing for cls in ROUTERS.values()] == list(ROUTERS)
     assert [cls.routes_by_task for cls in ROUTERS.values()] == [False, False, True, True]
     assert [cls.supports_capacity for cls in ROUTERS.values()] == [True, True, False, False]
@@ -48,6 +49,9 @@ def test_router_arguments_are_validated_at_construction():
         TokenRouter(4, 5)
     with pytest.raises(ValueError, match="top_k"):
         SentenceRouter(4, 0)
+    with pytest.raises(ValueError, match="router math is float32.*'mixed_bfloat16'"):
+        TokenRouter(4, 2, dtype="mixed_bfloat16")
+    assert TokenRouter(4, 2, dtype=tf.float32).dtype == "float32"
     with pytest.raises(ValueError, match="jitter"):
         TokenRouter(4, 2, jitter=1.0)
     with pytest.raises(ValueError, match="load_balance_weight"):

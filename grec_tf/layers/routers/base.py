@@ -80,10 +80,13 @@ class Router(tf.keras.layers.Layer):
 
     def __init__(self, num_experts: int, top_k: int, load_balance_weight: float = 0.01,
                  z_loss_weight: float = 0.001, jitter: float = 0.0, **kwargs):
-        kwargs["dtype"] = "float32"  # logits rounded to bfloat16 would reorder near-tied experts
-        kwargs.setdefault("name", "router")
-        super().__init__(**kwargs)
         where = type(self).__name__
+        dtype = kwargs.pop("dtype", None) or "float32"
+        if getattr(dtype, "name", dtype) != "float32":  # a string, tf.DType or Policy
+            raise ValueError(f"{where}: router math is float32 under every precision policy (bfloat16 logits "
+                             f"would reorder near-tied experts); got dtype={dtype!r}")
+        kwargs.setdefault("name", "router")
+        super().__init__(dtype="float32", **kwargs)
         if int(num_experts) < 1 or not 1 <= int(top_k) <= int(num_experts):
             raise ValueError(f"{where}: need num_experts >= 1 and top_k in [1, num_experts], got "
                              f"num_experts={num_experts}, top_k={top_k}")

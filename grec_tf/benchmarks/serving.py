@@ -334,6 +334,8 @@ def _target_verdict(results: List[dict], pools_label: str, largest: int) -> dict
 
 
 def _environment() -> dict:
+    """What the numbers depend on besides the model: CPUs, library versions, the JSON writer, and the
+    load average when the measurements end (other work on the machine)."""
     try:
         import orjson  # noqa: F401
         json_lib = "orjson"

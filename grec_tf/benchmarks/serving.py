@@ -22,6 +22,7 @@ sizes (0 = TensorFlow's choice), so a ratio never compares two TensorFlow config
 Writes ``serving.json`` and ``serving.md`` (atomically) to ``out_dir`` and returns the JSON dict.
 Target (issue 5): at batch 256 the server's throughput is at least 0.8 x in-process.
 """
+import contextlib
 import http.client
 import json
 import os
@@ -33,7 +34,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import grec_tf
 import numpy as np
@@ -264,10 +265,7 @@ def run_serving_benchmark(model_base_path: str, model_name: str, make_batch: Cal
       thread_pools: ``(intra_op, inter_op)`` TF thread-pool sizes to measure, each given to both sides
         (0 = TensorFlow's choice); each setting gets its own target verdict.
     """
-    versions = list_versions(model_base_path)
-    if not versions:
-        raise FileNotFoundError(f"no numbered SavedModel version under {model_base_path}")
-    version = versions[-1]
+    version = _latest_version(model_base_path)
     saved_model = os.path.join(model_base_path, str(version))
     path = f"/v1/models/{model_name}/versions/{version}:predict"
     batches = {n: {k: np.asarray(v) for k, v in make_batch(n).items()} for n in batch_sizes}
@@ -278,49 +276,73 @@ def run_serving_benchmark(model_base_path: str, model_name: str, make_batch: Cal
         with open(batches_file, "wb") as f:
             pickle.dump(batches, f)
         for pools in pool_settings:
-            caller = _SavedModelCaller(saved_model, signature_name, batches_file, pools)
-            try:
-                proc, port = _start_server(model_base_path, model_name, server_threads, pools)
-                try:
-                    rows = _measure(batch_sizes, batches, caller, port, path, signature_name, seconds,
-                                    concurrency, repeats)
-                finally:
-                    _stop(proc)
-            finally:
-                caller.close()
-            for row in rows:
-                row["thread_pools"] = _pools_label(pools)
-            results += rows
+            with _caller_and_server(saved_model, signature_name, batches_file, model_base_path, model_name,
+                                    server_threads, pools) as (caller, port):
+                rows = _measure(batch_sizes, batches, caller, port, path, signature_name, seconds,
+                                concurrency, repeats)
+            results += [dict(row, thread_pools=_pools_label(pools)) for row in rows]
 
     largest = max(batch_sizes)
-    targets = []
-    for pools in pool_settings:
-        label = _pools_label(pools)
-        at_largest = [r for r in results if r["thread_pools"] == label and r["path"] == "server"
-                      and r["batch"] == largest]
-        ratios = {r["format"]: r["throughput_ratio_vs_in_process"] for r in at_largest if r["format"] in TARGET_FORMATS}
-        targets.append({"thread_pools": label, "ratios": ratios,
-                        "met": {fmt: bool(r >= TARGET_RATIO) for fmt, r in ratios.items()},
-                        "not_in_target": {r["format"]: r["throughput_ratio_vs_in_process"] for r in at_largest
-                                          if r["format"] not in TARGET_FORMATS}})
+    report = {
+        "benchmark": "serving",
+        "model_base_path": os.path.abspath(model_base_path), "model_name": model_name, "version": version,
+        "signature_name": signature_name, "seconds_per_measurement": seconds, "concurrency": concurrency,
+        "throughput_rounds": repeats, "environment": _environment(), "results": results,
+        "target": {"batch": largest, "min_ratio": TARGET_RATIO,
+                   "by_thread_pools": [_target_verdict(results, _pools_label(pools), largest)
+                                       for pools in pool_settings]},
+    }
+    write_report(out_dir, "serving", report, _markdown(report))
+    return report
+
+
+def _latest_version(model_base_path: str) -> int:
+    """The highest numbered version folder under ``model_base_path``: the one the server serves."""
+    versions = list_versions(model_base_path)
+    if not versions:
+        raise FileNotFoundError(f"no numbered SavedModel version under {model_base_path}")
+    return versions[-1]
+
+
+@contextlib.contextmanager
+def _caller_and_server(saved_model: str, signature_name: str, batches_file: str, model_base_path: str,
+                       model_name: str, server_threads: Optional[int],
+                       pools: Tuple[int, int]) -> Iterator[Tuple[_SavedModelCaller, int]]:
+    """Both measured sides with the same TF thread pools: the in-process caller and the server's port;
+    both subprocesses are stopped on leaving, also when a measurement fails."""
+    caller = _SavedModelCaller(saved_model, signature_name, batches_file, pools)
+    try:
+        proc, port = _start_server(model_base_path, model_name, server_threads, pools)
+        try:
+            yield caller, port
+        finally:
+            _stop(proc)
+    finally:
+        caller.close()
+
+
+def _target_verdict(results: List[dict], pools_label: str, largest: int) -> dict:
+    """Server / in-process throughput ratios at the largest batch for one thread-pool setting, and
+    whether each target format reaches :data:`TARGET_RATIO`."""
+    at_largest = [r for r in results if r["thread_pools"] == pools_label and r["path"] == "server"
+                  and r["batch"] == largest]
+    ratios = {r["format"]: r["throughput_ratio_vs_in_process"] for r in at_largest if r["format"] in TARGET_FORMATS}
+    return {"thread_pools": pools_label, "ratios": ratios,
+            "met": {fmt: bool(r >= TARGET_RATIO) for fmt, r in ratios.items()},
+            "not_in_target": {r["format"]: r["throughput_ratio_vs_in_process"] for r in at_largest
+                              if r["format"] not in TARGET_FORMATS}}
+
+
+def _environment() -> dict:
+    """What the numbers depend on besides the model: CPUs, library versions, the JSON writer, and the
+    load average when the measurements end (other work on the machine)."""
     try:
         import orjson  # noqa: F401
         json_lib = "orjson"
     except ImportError:
         json_lib = "json (stdlib)"
-    report = {
-        "benchmark": "serving",
-        "model_base_path": os.path.abspath(model_base_path), "model_name": model_name, "version": version,
-        "signature_name": signature_name, "seconds_per_measurement": seconds, "concurrency": concurrency,
-        "throughput_rounds": repeats,
-        "environment": {"cpu_count": os.cpu_count(), "python": platform.python_version(),
-                        "tensorflow": tf.__version__, "json": json_lib,
-                        "load_average_at_end": list(os.getloadavg())},
-        "results": results,
-        "target": {"batch": largest, "min_ratio": TARGET_RATIO, "by_thread_pools": targets},
-    }
-    write_report(out_dir, "serving", report, _markdown(report))
-    return report
+    return {"cpu_count": os.cpu_count(), "python": platform.python_version(), "tensorflow": tf.__version__,
+            "json": json_lib, "load_average_at_end": list(os.getloadavg())}
 
 
 def _markdown(report: dict) -> str:

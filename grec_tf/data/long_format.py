@@ -120,6 +120,24 @@ def wide_to_long(frame: pd.DataFrame, rules: Mapping[str, RuleSpec], *, flow: Op
     """
     parsed = parse_rules(rules)
     sources = list(dict.fromkeys(c for rule in parsed.values() for c in rule.columns))
+    _check_wide_frame(frame, parsed, sources, flow, file, label_column)
+    position, rule_index, label = _long_rows(frame, parsed, sources)
+
+    keep = [c for c in frame.columns if keep_label_sources or c not in sources]
+    body = frame[keep].iloc[position].reset_index(drop=True)
+    use_case_names = np.array(list(parsed), dtype=object)
+    head = pd.DataFrame({
+        FLOW_COLUMN: (np.full(position.size, flow, dtype=object) if flow is not None
+                      else body.pop(FLOW_COLUMN).to_numpy()),
+        USE_CASE_COLUMN: use_case_names[rule_index],
+        label_column: label.astype(np.int64),
+    })
+    return pd.concat([head, body], axis=1)
+
+
+def _check_wide_frame(frame: pd.DataFrame, parsed: Mapping[str, LabelRule], sources: List[str],
+                      flow: Optional[str], file: str, label_column: str) -> None:
+    """The rules' columns exist and hold 0/1, a flow is known, and no output column overwrites an input one."""
     for column in sources:
         if column not in frame.columns:
             raise DataError(f"column named by the label rule of "
@@ -134,33 +152,32 @@ def wide_to_long(frame: pd.DataFrame, rules: Mapping[str, RuleSpec], *, flow: Op
             raise DataError("column would be overwritten by the wide-to-long conversion; rename it",
                             file=file, column=name)
 
+
+def _all_ones(bits: Mapping[str, np.ndarray], columns: Sequence[str], n: int) -> np.ndarray:
+    """Rows where every one of ``columns`` is 1 (every row when ``columns`` is empty); bool [n]."""
+    out = np.ones(n, dtype=bool)
+    for column in columns:
+        out &= bits[column]
+    return out
+
+
+def _long_rows(frame: pd.DataFrame, parsed: Mapping[str, LabelRule],
+               sources: List[str]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The (impression, use case) pairs the rules apply to, impression-major and in rule order within.
+
+    Returns ``(position, rule_index, label)``, each [m]: the impression's row position in ``frame``
+    (int64), the use case's index in ``parsed`` (int64) and the label (bool).
+    """
     bits = {c: frame[c].to_numpy(dtype="float64", na_value=np.nan) == 1.0 for c in sources}
     n = len(frame)
     positions: List[np.ndarray] = []
     labels: List[np.ndarray] = []
     codes: List[np.ndarray] = []
     for code, rule in enumerate(parsed.values()):
-        applies = np.ones(n, dtype=bool)
-        for column in rule.where:
-            applies &= bits[column]
-        label = np.ones(n, dtype=bool)
-        for column in rule.label:
-            label &= bits[column]
-        rows = np.flatnonzero(applies)
+        rows = np.flatnonzero(_all_ones(bits, rule.where, n))
         positions.append(rows)
-        labels.append(label[rows])
+        labels.append(_all_ones(bits, rule.label, n)[rows])
         codes.append(np.full(rows.size, code, dtype=np.int64))
     position = np.concatenate(positions)
     order = np.argsort(position, kind="stable")  # impression-major, rule order within
-    position = position[order]
-
-    keep = [c for c in frame.columns if keep_label_sources or c not in sources]
-    body = frame[keep].iloc[position].reset_index(drop=True)
-    use_case_names = np.array(list(parsed), dtype=object)
-    head = pd.DataFrame({
-        FLOW_COLUMN: (np.full(position.size, flow, dtype=object) if flow is not None
-                      else body.pop(FLOW_COLUMN).to_numpy()),
-        USE_CASE_COLUMN: use_case_names[np.concatenate(codes)[order]],
-        label_column: np.concatenate(labels)[order].astype(np.int64),
-    })
-    return pd.concat([head, body], axis=1)
+    return position[order], np.concatenate(codes)[order], np.concatenate(labels)[order]

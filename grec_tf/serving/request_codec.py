@@ -354,74 +354,96 @@ def decode_predict_request(doc: Mapping[str, Any], specs: Mapping[str, InputSpec
     if has_instances and has_inputs:
         raise invalid_argument("Not formatted correctly: expecting only one of 'inputs' or 'instances' keys "
                                "to exist, got both")
-
-    def expected() -> str:  # for error messages only: not built on the hot path
-        return ", ".join(f"'{n}' ({s.describe()})" for n, s in specs.items())
     if not has_instances and not has_inputs:
         raise invalid_argument("Missing 'inputs' or 'instances' key: send {\"instances\": [...]} (row format) or "
                                f"{{\"inputs\": {{...}}}} (columnar format); signature '{signature_name}' takes "
-                               f"{expected()}")
-    tensors: Dict[str, np.ndarray] = {}
+                               f"{_expected_inputs(specs)}")
     if has_instances:
-        instances = doc["instances"]
-        if not isinstance(instances, list):
-            raise invalid_argument("Excepting 'instances' to be an list/array")
-        if not instances:
-            raise invalid_argument("No values in 'instances' array")
-        objects = isinstance(instances[0], dict) and not is_b64_object(instances[0])
-        if not objects:
-            if len(specs) > 1:
-                raise invalid_argument(
-                    "instances is a plain list, but expecting list of objects as multiple input tensors "
-                    f"required as per tensorinfo_map: signature '{signature_name}' takes {expected()}")
-            (name, spec), = specs.items()
-            for i, inst in enumerate(instances):
-                if isinstance(inst, dict) and not is_b64_object(inst):
-                    raise invalid_argument(f"Expecting value/list but got object at item {i} of input list")
-            arr = _row_column(instances, name, spec, convert)
-            _check_shape(arr, spec, name, ROW)
-            return {name: arr}, ROW
-        names = set(specs)
-        for i, inst in enumerate(instances):
-            if type(inst) is dict and inst.keys() == names:
-                continue  # the common case, checked cheaply
-            if not isinstance(inst, dict) or is_b64_object(inst):
-                raise invalid_argument(f"Expecting object but got {_json_type(inst)} at item {i} of input list")
-            if inst.keys() != names:
-                missing = sorted(names - inst.keys())
-                extra = sorted(inst.keys() - names)
-                parts = []
-                if missing:
-                    parts.append("missing input(s) " + ", ".join(f"'{n}'" for n in missing))
-                if extra:
-                    parts.append("unexpected key(s) " + ", ".join(f"'{n}'" for n in extra))
-                raise invalid_argument(f"Failed to process element: {i} of 'instances' list: "
-                                       f"{'; '.join(parts)}; keys must be equal to: {','.join(sorted(names))} "
-                                       f"(signature '{signature_name}' takes {expected()})")
-        for name, spec in specs.items():
-            arr = _row_column([inst[name] for inst in instances], name, spec, convert)
-            _check_shape(arr, spec, name, ROW)
-            tensors[name] = arr
-        return tensors, ROW
+        return _decode_instances(doc["instances"], specs, signature_name, convert), ROW
+    return _decode_inputs(doc["inputs"], specs, signature_name, convert), COLUMNAR
 
-    inputs = doc["inputs"]
-    if not isinstance(inputs, dict) or is_b64_object(inputs):
-        if len(specs) > 1:
-            raise invalid_argument("inputs is a plain value/list, but expecting an object as multiple input "
-                                   f"tensors required as per tensorinfo_map: signature '{signature_name}' "
-                                   f"takes {expected()}")
-        (name, spec), = specs.items()
-        arr = convert(inputs, spec, _where(name, COLUMNAR))
-        _check_shape(arr, spec, name, COLUMNAR)
-        return {name: arr}, COLUMNAR
+
+def _expected_inputs(specs: Mapping[str, InputSpec]) -> str:
+    """``'name' (DT_FLOAT of shape [-1, 3]), ...``: built only when an error message needs it, not per request."""
+    return ", ".join(f"'{n}' ({s.describe()})" for n, s in specs.items())
+
+
+def _is_object(value: Any) -> bool:
+    """A JSON object other than a ``{"b64": ...}`` binary value: named inputs, not one input's value."""
+    return isinstance(value, dict) and not is_b64_object(value)
+
+
+def _only_input(specs: Mapping[str, InputSpec], signature_name: str, sent: str) -> Tuple[str, InputSpec]:
+    """The signature's one input, for a request that sent a single unnamed value (``sent`` says how)."""
+    if len(specs) > 1:
+        raise invalid_argument(f"{sent} as multiple input tensors required as per tensorinfo_map: signature "
+                               f"'{signature_name}' takes {_expected_inputs(specs)}")
+    (name, spec), = specs.items()
+    return name, spec
+
+
+def _decode_input(value: Any, name: str, spec: InputSpec, fmt: str, convert: Converter) -> Any:
+    """One input's whole JSON value (a row-format column or a columnar tensor) -> a dense array whose
+    shape the signature accepts."""
+    arr = _row_column(value, name, spec, convert) if fmt == ROW else convert(value, spec, _where(name, fmt))
+    _check_shape(arr, spec, name, fmt)
+    return arr
+
+
+def _decode_instances(instances: Any, specs: Mapping[str, InputSpec], signature_name: str,
+                      convert: Converter) -> Dict[str, Any]:
+    """Row format: ``instances`` (one entry per example) -> ``{input_name: batch array}``."""
+    if not isinstance(instances, list):
+        raise invalid_argument("Excepting 'instances' to be an list/array")
+    if not instances:
+        raise invalid_argument("No values in 'instances' array")
+    if not _is_object(instances[0]):
+        name, spec = _only_input(specs, signature_name,
+                                 "instances is a plain list, but expecting list of objects")
+        for i, inst in enumerate(instances):
+            if _is_object(inst):
+                raise invalid_argument(f"Expecting value/list but got object at item {i} of input list")
+        return {name: _decode_input(instances, name, spec, ROW, convert)}
+    _check_instance_keys(instances, specs, signature_name)
+    return {name: _decode_input([inst[name] for inst in instances], name, spec, ROW, convert)
+            for name, spec in specs.items()}
+
+
+def _check_instance_keys(instances: List[Any], specs: Mapping[str, InputSpec], signature_name: str) -> None:
+    """Every instance must be an object whose keys are exactly the signature's input names."""
+    names = set(specs)
+    for i, inst in enumerate(instances):
+        if type(inst) is dict and inst.keys() == names:
+            continue  # the common case, checked cheaply
+        if not _is_object(inst):
+            raise invalid_argument(f"Expecting object but got {_json_type(inst)} at item {i} of input list")
+        if inst.keys() == names:
+            continue
+        missing = sorted(names - inst.keys())
+        extra = sorted(inst.keys() - names)
+        parts = []
+        if missing:
+            parts.append("missing input(s) " + ", ".join(f"'{n}'" for n in missing))
+        if extra:
+            parts.append("unexpected key(s) " + ", ".join(f"'{n}'" for n in extra))
+        raise invalid_argument(f"Failed to process element: {i} of 'instances' list: "
+                               f"{'; '.join(parts)}; keys must be equal to: {','.join(sorted(names))} "
+                               f"(signature '{signature_name}' takes {_expected_inputs(specs)})")
+
+
+def _decode_inputs(inputs: Any, specs: Mapping[str, InputSpec], signature_name: str,
+                   convert: Converter) -> Dict[str, Any]:
+    """Columnar format: ``inputs`` (the bare tensor of a single input, or ``{input_name: tensor}``)."""
+    if not _is_object(inputs):
+        name, spec = _only_input(specs, signature_name, "inputs is a plain value/list, but expecting an object")
+        return {name: _decode_input(inputs, name, spec, COLUMNAR, convert)}
+    tensors: Dict[str, Any] = {}
     for name, spec in specs.items():
         if name not in inputs:
             raise invalid_argument(f"Missing named input: {name} in 'inputs' object (signature "
-                                   f"'{signature_name}' takes {expected()})")
-        arr = convert(inputs[name], spec, _where(name, COLUMNAR))
-        _check_shape(arr, spec, name, COLUMNAR)
-        tensors[name] = arr
-    return tensors, COLUMNAR
+                                   f"'{signature_name}' takes {_expected_inputs(specs)})")
+        tensors[name] = _decode_input(inputs[name], name, spec, COLUMNAR, convert)
+    return tensors
 
 
 # ------------------------------------------------------------------------------------- encoding

@@ -14,7 +14,8 @@ endpoint (TF Serving answers 400 "Malformed request" there) and 413 for a body o
 thread pool, so the event loop only moves bytes and many clients are served concurrently; no
 request can stop the server.
 
-Run it with ``python -m pipelines.serve --model_base_path exports/grec --model_name grec --port 8501``.
+Run it with ``python -m pipelines.serve --model_base_path exports/grec --model_name grec --port 8501``
+(flags in :mod:`grec_tf.serving.server_flags`, which answers ``--help`` without importing TensorFlow).
 """
 import argparse
 import asyncio
@@ -33,13 +34,13 @@ from aiohttp import web
 from grec_tf.serving import request_codec
 from grec_tf.serving.json_tensors import to_tensor
 from grec_tf.serving.model_registry import ModelRegistry
+from grec_tf.serving.server_flags import build_arg_parser  # noqa: F401  (this module's CLI, re-exported)
+from grec_tf.serving.server_flags import DEFAULT_HOST, DEFAULT_MAX_BODY_BYTES, parse_flags
 from grec_tf.serving.status import ServingError, invalid_argument
 from grec_tf.serving.thread_pools import configure_thread_pools
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 _MAX_VERSION = 2 ** 63 - 1
 
 # TF Serving's http_rest_api_util.cc patterns (version labels are not supported here).
@@ -242,47 +243,16 @@ async def _serve(server: RestServer, host: str, port: int) -> None:
         await runner.cleanup()
 
 
-def build_arg_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m pipelines.serve",
-        description="Serve the SavedModel versions under --model_base_path with TF Serving's REST API v1 "
-                    "(flags named like tensorflow_model_server's).")
-    p.add_argument("--model_base_path", required=True,
-                   help="folder holding one sub-folder per version, e.g. exports/grec (containing 1/, 2/, ...)")
-    p.add_argument("--model_name", default="grec", help="name in the URL /v1/models/NAME (default: grec)")
-    p.add_argument("--port", "--rest_api_port", dest="port", type=int, default=8501,
-                   help="HTTP port (default 8501, TF Serving's REST port; 0 picks a free port)")
-    p.add_argument("--host", default=DEFAULT_HOST,
-                   help="address to bind (default 127.0.0.1; use 0.0.0.0 to accept remote clients)")
-    p.add_argument("--max_body_bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
-                   help=f"largest request body accepted, bigger ones get HTTP 413 (default {DEFAULT_MAX_BODY_BYTES})")
-    p.add_argument("--poll_seconds", "--file_system_poll_wait_seconds", dest="poll_seconds", type=float,
-                   default=1.0, help="how often to look for new versions (default 1; 0 = only at start)")
-    p.add_argument("--rest_api_num_threads", type=int, default=None,
-                   help="worker threads for decoding, prediction and encoding (default max(4, 2 x CPUs))")
-    p.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0,
-                   help="threads that split one op across cores (default 0: TensorFlow's choice)")
-    p.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0,
-                   help="threads that run independent ops side by side (default 0: TensorFlow's choice)")
-    return p
-
-
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_arg_parser().parse_args(argv)
+    """``python -m grec_tf.serving.rest_server`` (as the serving benchmark starts it): the flags of
+    :mod:`grec_tf.serving.server_flags`; exit status 0, 1 (cannot listen) or 2 (a wrong flag)."""
+    args = parse_flags(argv)
+    return 2 if args is None else run_server(args)
+
+
+def run_server(args: argparse.Namespace) -> int:
+    """Serve until SIGINT/SIGTERM with flags checked by :func:`grec_tf.serving.server_flags.parse_flags`."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not os.path.isdir(args.model_base_path):
-        print(f"error: --model_base_path {args.model_base_path} is not a folder; expected the folder that holds "
-              f"the numbered version folders, e.g. exports/{args.model_name} containing 1/saved_model.pb",
-              file=sys.stderr)
-        return 2
-    if args.max_body_bytes <= 0:
-        print(f"error: --max_body_bytes must be positive, got {args.max_body_bytes}", file=sys.stderr)
-        return 2
-    for flag in ("tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism"):
-        if getattr(args, flag) < 0:
-            print(f"error: --{flag} must be >= 0 (0 = TensorFlow's choice), got {getattr(args, flag)}",
-                  file=sys.stderr)
-            return 2
     configure_thread_pools(args.tensorflow_intra_op_parallelism, args.tensorflow_inter_op_parallelism)
     registry = ModelRegistry(args.model_name, args.model_base_path, poll_seconds=args.poll_seconds,
                              freeze_heap=True).start()

@@ -16,7 +16,7 @@ import re
 import shutil
 import socket
 import tempfile
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 from grec_tf.atomic_files import current_umask
 from grec_tf.errors import GRecError
@@ -115,10 +115,7 @@ def export_saved_model(save_fn: Callable[[str], None], export_dir: str, model_na
         its exception propagates. In every failure case the temporary folder is removed and no
         version folder is created.
     """
-    if not model_name or os.sep in model_name or model_name in (".", "..") or model_name.startswith("."):
-        raise ExportError(f"model_name {model_name!r}: expected a plain folder name such as 'grec'")
-    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 0):
-        raise ExportError(f"version {version!r}: expected a non-negative integer (TF Serving version numbers)")
+    _check_export_arguments(model_name, version)
     auto_version = version is None
     model_dir = os.path.join(export_dir, model_name)
     os.makedirs(model_dir, exist_ok=True)
@@ -135,33 +132,57 @@ def export_saved_model(save_fn: Callable[[str], None], export_dir: str, model_na
     tmp = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{version}-{socket.gethostname()}-{os.getpid()}-",
                            dir=model_dir)
     try:
-        # mkdtemp makes the folder 0700; a served version must be readable like any folder the user
-        # creates (e.g. by TF Serving running as another user in a container).
-        os.chmod(tmp, 0o777 & ~current_umask())
-        save_fn(tmp)
-        if not any(os.path.isfile(os.path.join(tmp, f)) for f in _SAVED_MODEL_FILES):
-            raise ExportError(f"save_fn wrote no saved_model.pb into the temporary folder {tmp}; "
-                              "expected a SavedModel (tf.saved_model.save or model.save)")
-        _fsync_tree(tmp)
-        for _attempt in range(100):
-            try:
-                # os.rename onto an existing non-empty folder fails (ENOTEMPTY/EEXIST): a version that
-                # appeared concurrently is never replaced.
-                os.rename(tmp, final)
-                break
-            except OSError as e:
-                if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-                    raise
-                if not auto_version:
-                    raise ExportError(f"{final} appeared while exporting: refusing to overwrite version "
-                                      f"{version} of model '{model_name}'") from None
-                version = next_version(export_dir, model_name)
-                final = os.path.join(model_dir, str(version))
-        else:
-            raise ExportError(f"could not find a free version folder under {model_dir}")
+        _write_saved_model(save_fn, tmp)
+        version, final = _rename_into_place(tmp, export_dir, model_name, version, auto_version)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     _fsync_path(model_dir)
     logger.info("exported version %d of model '%s' to %s", version, model_name, final)
     return final
+
+
+def _check_export_arguments(model_name: str, version: Optional[int]) -> None:
+    """A plain folder name (nothing hidden, no path) and a TF Serving version number, or None."""
+    if not model_name or os.sep in model_name or model_name in (".", "..") or model_name.startswith("."):
+        raise ExportError(f"model_name {model_name!r}: expected a plain folder name such as 'grec'")
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 0):
+        raise ExportError(f"version {version!r}: expected a non-negative integer (TF Serving version numbers)")
+
+
+def _write_saved_model(save_fn: Callable[[str], None], tmp: str) -> None:
+    """Run ``save_fn`` into the temporary folder, check it wrote a SavedModel and flush it to disk."""
+    # mkdtemp makes the folder 0700; a served version must be readable like any folder the user
+    # creates (e.g. by TF Serving running as another user in a container).
+    os.chmod(tmp, 0o777 & ~current_umask())
+    save_fn(tmp)
+    if not any(os.path.isfile(os.path.join(tmp, f)) for f in _SAVED_MODEL_FILES):
+        raise ExportError(f"save_fn wrote no saved_model.pb into the temporary folder {tmp}; "
+                          "expected a SavedModel (tf.saved_model.save or model.save)")
+    _fsync_tree(tmp)
+
+
+def _rename_into_place(tmp: str, export_dir: str, model_name: str, version: int,
+                       auto_version: bool) -> Tuple[int, str]:
+    """Rename the finished temporary folder to its version folder in one step; returns (version, path).
+
+    A version folder that appeared meanwhile is never replaced: an explicit version fails, an automatic
+    one moves on to the next free number.
+    """
+    model_dir = os.path.join(export_dir, model_name)
+    final = os.path.join(model_dir, str(version))
+    for _attempt in range(100):
+        try:
+            # os.rename onto an existing non-empty folder fails (ENOTEMPTY/EEXIST): a version that
+            # appeared concurrently is never replaced.
+            os.rename(tmp, final)
+            return version, final
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            if not auto_version:
+                raise ExportError(f"{final} appeared while exporting: refusing to overwrite version "
+                                  f"{version} of model '{model_name}'") from None
+            version = next_version(export_dir, model_name)
+            final = os.path.join(model_dir, str(version))
+    raise ExportError(f"could not find a free version folder under {model_dir}")

@@ -29,6 +29,29 @@ def test_missing_base_path_is_a_clear_error(tmp_path, capsys):
     assert "nope" in err and "version folders" in err
 
 
+@pytest.mark.parametrize("argv, status", [(["--help"], 0), (["--model_base_path", "/nonexistent/grec"], 2),
+                                          (["--model_base_path", ".", "--port", "eighty"], 2)])
+def test_serve_help_and_flag_errors_answer_without_tensorflow(argv, status):
+    # Runs the module as `python -m pipelines.serve` does, then reports whether TensorFlow got imported.
+    code = ("import runpy, sys\n"
+            f"sys.argv = ['pipelines/serve.py', *{argv!r}]\n"
+            "try:\n    runpy.run_module('pipelines.serve', run_name='__main__')\n"
+            "except SystemExit as exit:\n    status = exit.code\n"
+            "print('tensorflow imported:', 'tensorflow' in sys.modules, 'exit status:', status)\n")
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.strip().splitlines()[-1] == f"tensorflow imported: False exit status: {status}", out.stderr
+    if argv == ["--help"]:
+        for flag in ("--model_base_path", "--rest_api_port", "--tensorflow_intra_op_parallelism",
+                     "--file_system_poll_wait_seconds"):
+            assert flag in out.stdout
+    elif "--port" in argv:
+        assert "argument --port/--rest_api_port: invalid int value: 'eighty'" in out.stderr
+    else:
+        assert "error: --model_base_path /nonexistent/grec is not a folder" in out.stderr
+
+
 def test_serve_cli_end_to_end(toy_exports):
     base = os.path.join(toy_exports["export_dir"], MODEL)
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))

@@ -97,6 +97,35 @@ def test_refuses_to_overwrite_a_version(tmp_path):
     assert os.listdir(os.path.join(str(tmp_path), "grec")) == ["3"]
 
 
+def _save_while_another_export_publishes(version_taken: str):
+    """A save_fn during which a concurrent export publishes version folder ``version_taken`` first."""
+    def save(path):
+        _fake_save(path)
+        rival = os.path.join(os.path.dirname(path), version_taken)
+        os.makedirs(rival)
+        with open(os.path.join(rival, "saved_model.pb"), "wb") as f:
+            f.write(b"rival")
+    return save
+
+
+def test_version_taken_during_the_export_moves_an_automatic_version_on(tmp_path):
+    final = export_saved_model(_save_while_another_export_publishes("1"), str(tmp_path), "grec")
+    model_dir = os.path.join(str(tmp_path), "grec")
+    assert final == os.path.join(model_dir, "2")
+    assert sorted(os.listdir(model_dir)) == ["1", "2"]  # no temp folder left
+    with open(os.path.join(model_dir, "1", "saved_model.pb"), "rb") as f:
+        assert f.read() == b"rival"  # the concurrent export's version is not replaced
+
+
+def test_version_taken_during_the_export_fails_an_explicit_version_and_leaves_no_trace(tmp_path):
+    with pytest.raises(ExportError, match=r"5 appeared while exporting: refusing to overwrite version 5"):
+        export_saved_model(_save_while_another_export_publishes("5"), str(tmp_path), "grec", version=5)
+    model_dir = os.path.join(str(tmp_path), "grec")
+    assert os.listdir(model_dir) == ["5"]
+    with open(os.path.join(model_dir, "5", "saved_model.pb"), "rb") as f:
+        assert f.read() == b"rival"
+
+
 @pytest.mark.parametrize("version", [-1, 1.5, "2", True])
 def test_bad_version_rejected(tmp_path, version):
     with pytest.raises(ExportError, match="non-negative integer"):

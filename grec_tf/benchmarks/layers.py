@@ -19,7 +19,7 @@ Dense baseline: all E experts on every token combined with the full softmax of t
 """
 import statistics
 import time
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -122,49 +122,35 @@ def run(out_dir, rounds: int = 25, policy: str = "float32", batch: int = 512, to
     return results
 
 
-def _run(rounds, policy, batch, tokens, width, hidden, experts, flows, use_cases, attention_batch,
-         attention_length, seed) -> dict:
-    rng = np.random.default_rng(seed)
-    tf.random.set_seed(seed)
-    x = tf.constant(rng.standard_normal((batch, tokens, width)), tf.float32)
-    task = rng.integers(0, flows * use_cases, size=batch)
-    flow_id = tf.constant(task // use_cases, tf.int32)
-    use_case_id = tf.constant(task % use_cases, tf.int32)
-    moe_args = (x, flow_id, use_case_id)
+ATTENTION_HEADS, ATTENTION_HEAD_DIM = 8, 32
 
-    steps, flops, flops_wide = moe_steps_and_flops(moe_args, hidden, experts, flows, use_cases)
-    args = {name: moe_args for name in steps}
 
-    heads, head_dim = 8, 32
-    att_x = tf.constant(rng.standard_normal((attention_batch, attention_length, heads * head_dim)), tf.float32)
-    lengths = rng.integers(1, attention_length + 1, size=attention_batch)
-    key_mask = tf.sequence_mask(lengths, attention_length)
-    mqa = MultiQueryAttention(heads, head_dim)
-    mha = tf.keras.layers.MultiHeadAttention(num_heads=heads, key_dim=head_dim)
+def _attention_steps(rng: np.random.Generator, batch: int, length: int):
+    """Forward+backward steps of multi-query vs Keras multi-head attention, their inputs and FLOPs."""
+    att_x = tf.constant(rng.standard_normal((batch, length, ATTENTION_HEADS * ATTENTION_HEAD_DIM)), tf.float32)
+    key_mask = tf.sequence_mask(rng.integers(1, length + 1, size=batch), length)
+    mqa = MultiQueryAttention(ATTENTION_HEADS, ATTENTION_HEAD_DIM)
+    mha = tf.keras.layers.MultiHeadAttention(num_heads=ATTENTION_HEADS, key_dim=ATTENTION_HEAD_DIM)
     mqa(att_x[:2], key_mask=key_mask[:2])
     mha(att_x[:2], att_x[:2], attention_mask=key_mask[:2, tf.newaxis, :])
-    steps["attention/mqa"] = _attention_step(mqa, keras_mha=False)
-    steps["attention/mha"] = _attention_step(mha, keras_mha=True)
-    args["attention/mqa"] = args["attention/mha"] = (att_x, key_mask)
-    flops["attention/mqa"] = count_flops(steps["attention/mqa"], att_x, key_mask)
-    flops["attention/mha"] = count_flops(steps["attention/mha"], att_x, key_mask)
+    steps = {"attention/mqa": _attention_step(mqa, keras_mha=False),
+             "attention/mha": _attention_step(mha, keras_mha=True)}
+    flops = {name: count_flops(step, att_x, key_mask) for name, step in steps.items()}
+    return steps, {name: (att_x, key_mask) for name in steps}, flops
 
-    started = time.time()
-    medians, samples = time_interleaved(steps, args, rounds)
-    elapsed = time.time() - started
 
-    rows = batch * tokens
-    moe: Dict[str, Dict[str, dict]] = {}
-    for routing in list(ROUTERS) + ["dense"]:
-        moe[routing] = {}
-        for k in TOP_KS:
-            name = f"{routing}/k{k}"
-            moe[routing][str(k)] = {"ms": round(medians[name], 3), "gflops": round(flops[name] / 1e9, 4),
-                                    "mflops_per_row": round(flops[name] / rows / 1e6, 4),
-                                    "ms_samples": [round(v, 2) for v in samples[name]]}
-    def round_ratio(name, reference):  # median over rounds of the same-round ratio
-        return statistics.median(a / b for a, b in zip(samples[name], samples[reference]))
+def _moe_table(medians, samples, flops, rows: int) -> Dict[str, Dict[str, dict]]:
+    """routing -> k -> median ms, GFLOPs, MFLOPs per row and the per-round samples."""
+    return {routing: {str(k): {"ms": round(medians[f"{routing}/k{k}"], 3),
+                               "gflops": round(flops[f"{routing}/k{k}"] / 1e9, 4),
+                               "mflops_per_row": round(flops[f"{routing}/k{k}"] / rows / 1e6, 4),
+                               "ms_samples": [round(v, 2) for v in samples[f"{routing}/k{k}"]]}
+                      for k in TOP_KS}
+            for routing in list(ROUTERS) + ["dense"]}
 
+
+def _moe_targets(moe, round_ratio, growth, experts: int) -> List[dict]:
+    """Time vs FLOP-proportional dense time per routing and k, and FLOPs growth with 4x the experts."""
     targets = []
     for routing in ROUTERS:
         limit = ratio_target(routing)
@@ -176,23 +162,56 @@ def _run(rounds, policy, batch, tokens, width, hidden, experts, flows, use_cases
                             "ratio_of_medians": round(moe[routing][str(k)]["ms"]
                                                       / (k / experts * moe["dense"][str(k)]["ms"]), 3),
                             "pass": ratio <= limit})
-    growth = {r: (flops_wide[r] - flops[f"{r}/k4"]) / flops[f"{r}/k4"] for r in ROUTERS}
     for routing in ROUTERS:
         targets.append({"what": f"moe {routing} k=4 FLOPs growth E={experts} -> E={4 * experts} < "
                                 f"{FLOPS_GROWTH_TARGET:.0%}",
                         "value": round(growth[routing], 5), "limit": FLOPS_GROWTH_TARGET,
                         "pass": growth[routing] < FLOPS_GROWTH_TARGET})
+    return targets
+
+
+def _attention_report(medians, samples, flops, round_ratio) -> Tuple[dict, dict]:
+    """MQA vs MHA timings and FLOPs, and the MQA <= MQA_TARGET x MHA target."""
     attention = {"mqa_ms": round(medians["attention/mqa"], 3), "mha_ms": round(medians["attention/mha"], 3),
                  "mqa_gflops": round(flops["attention/mqa"] / 1e9, 4),
                  "mha_gflops": round(flops["attention/mha"] / 1e9, 4),
                  "mqa_ms_samples": [round(v, 2) for v in samples["attention/mqa"]],
                  "mha_ms_samples": [round(v, 2) for v in samples["attention/mha"]]}
-    attention_ratio = round_ratio("attention/mqa", "attention/mha")
-    attention["mqa_over_mha"] = round(attention_ratio, 3)
-    targets.append({"what": f"MQA ms <= {MQA_TARGET} x MHA ms", "value": round(attention_ratio, 3),
-                    "limit": MQA_TARGET, "ratio": round(attention_ratio, 3),
-                    "ratio_of_medians": round(attention["mqa_ms"] / attention["mha_ms"], 3),
-                    "pass": attention_ratio <= MQA_TARGET})
+    ratio = round_ratio("attention/mqa", "attention/mha")
+    attention["mqa_over_mha"] = round(ratio, 3)
+    target = {"what": f"MQA ms <= {MQA_TARGET} x MHA ms", "value": round(ratio, 3), "limit": MQA_TARGET,
+              "ratio": round(ratio, 3), "ratio_of_medians": round(attention["mqa_ms"] / attention["mha_ms"], 3),
+              "pass": ratio <= MQA_TARGET}
+    return attention, target
+
+
+def _run(rounds, policy, batch, tokens, width, hidden, experts, flows, use_cases, attention_batch,
+         attention_length, seed) -> dict:
+    rng = np.random.default_rng(seed)
+    tf.random.set_seed(seed)
+    x = tf.constant(rng.standard_normal((batch, tokens, width)), tf.float32)
+    task = rng.integers(0, flows * use_cases, size=batch)
+    moe_args = (x, tf.constant(task // use_cases, tf.int32), tf.constant(task % use_cases, tf.int32))
+    steps, flops, flops_wide = moe_steps_and_flops(moe_args, hidden, experts, flows, use_cases)
+    args = {name: moe_args for name in steps}
+    attention_steps, attention_args, attention_flops = _attention_steps(rng, attention_batch, attention_length)
+    steps.update(attention_steps)
+    args.update(attention_args)
+    flops.update(attention_flops)
+
+    started = time.time()
+    medians, samples = time_interleaved(steps, args, rounds)
+    elapsed = time.time() - started
+
+    def round_ratio(name, reference):  # median over rounds of the same-round ratio
+        return statistics.median(a / b for a, b in zip(samples[name], samples[reference]))
+
+    rows = batch * tokens
+    moe = _moe_table(medians, samples, flops, rows)
+    growth = {r: (flops_wide[r] - flops[f"{r}/k4"]) / flops[f"{r}/k4"] for r in ROUTERS}
+    attention, attention_target = _attention_report(medians, samples, flops, round_ratio)
+    targets = _moe_targets(moe, round_ratio, growth, experts) + [attention_target]
+    heads, head_dim = ATTENTION_HEADS, ATTENTION_HEAD_DIM
     return {
         "moe": moe,
         "attention": attention,

@@ -122,6 +122,17 @@ def test_train_help_and_config_errors_answer_without_tensorflow(argv):
         assert "train.epochs: expected >= 1, got 0" in result.stderr
 
 
+@pytest.mark.parametrize("command", ["train", "evaluate", "export", "generate", "benchmark", "serve",
+                                     "config_reference"])
+def test_every_command_answers_help_without_tensorflow(command):
+    result = _run("import runpy, sys\nsys.argv = ['%s', '--help']\n"
+                  "try:\n    runpy.run_module('pipelines.%s', run_name='__main__')\n"
+                  "except SystemExit as exit:\n    print('exit', exit.code)\n"
+                  "print('tensorflow' in sys.modules)" % (command, command))
+    assert result.stdout.split()[-3:] == ["exit", "0", "False"], result.stdout[-500:] + result.stderr[-2000:]
+    assert "usage:" in result.stdout
+
+
 def test_public_api_names_resolve_lazily():
     result = _run("import sys, grec_tf\nnames = list(grec_tf.__all__)\n"
                   "assert all(getattr(grec_tf, n) is not None for n in names)\n"

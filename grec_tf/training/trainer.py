@@ -18,6 +18,7 @@ import tensorflow as tf
 from grec_tf.config import TrainConfig
 from grec_tf.data.feature_statistics import FeatureStatistics
 from grec_tf.training.expert_utilization import ExpertUtilizationLogger
+from grec_tf.training.progress import ConciseProgress
 
 
 @dataclass
@@ -79,6 +80,8 @@ def fit(model: tf.keras.Model, train_data: tf.data.Dataset, valid_data: tf.data.
     second this process trained (steps x ``batch_size`` / seconds).
     """
     standard = standard_callbacks(out_dir, train, valid_data, verbose)
+    if verbose:
+        standard.append(ConciseProgress())  # replaces Keras' own bar (one ProgbarLogger per fit)
     counter = StepCounter()
     started = time.perf_counter()
     history = model.fit(train_data, validation_data=valid_data, epochs=train.epochs,

@@ -1,7 +1,8 @@
 """`input_pipeline` benchmark: what iterating the training ``tf.data`` pipeline costs next to a training step.
 
-For each dataset (telecom generated with ``data.rows`` = 20,000; UCI Adult when its Parquet file exists), on the
-training split with the config's batch size and shuffling on (as in training):
+For each dataset (telecom generated with ``data.rows`` = 20,000 by default; UCI Adult when its Parquet file
+exists), on the training split with the config's batch size, shuffling on and, by default, one pass over the split
+per round (as in training):
 
 * ``before``: the element-wise pipeline ``make_dataset`` used to be (:func:`element_wise_dataset`:
   ``from_tensor_slices`` over every array, row-by-row shuffle, ``batch``);
@@ -142,12 +143,14 @@ def run(out_dir: str, batches: int = 0, rounds: int = 3, telecom_rows: int = 20_
 
 def render_markdown(results: Dict) -> str:
     """Readable report of a results dict: one row per dataset, then the targets."""
-    lines = ["# `input_pipeline` benchmark", "", (__doc__ or "").split("\n\n", 1)[1].strip(), "",
-             "| dataset | train rows | batch | before ms/batch | after ms/batch | train step ms | before % of step "
-             "| after % of step | before / after |", "|---|---|---|---|---|---|---|---|---|"]
+    description = (__doc__ or "").split("\n\n", 1)[1].strip().replace("``", "`").replace(":func:", "")
+    lines = ["# `input_pipeline` benchmark", "", description, "",
+             "| dataset | train rows | batch | batches x rounds | before ms/batch | after ms/batch | train step ms "
+             "| before % of step | after % of step | before / after |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, m in results["datasets"].items():
         ms, fraction = m["ms_per_batch"], m["fraction_of_step"]
-        lines.append(f"| {name} | {m['rows']:,} | {m['batch_size']} | {ms['before']:.1f} | {ms['after']:.1f} | "
+        lines.append(f"| {name} | {m['rows']:,} | {m['batch_size']} | {m['batches']} x {m['rounds']} | "
+                     f"{ms['before']:.1f} | {ms['after']:.1f} | "
                      f"{ms['train_step']:.1f} | {100 * fraction['before']:.1f} | {100 * fraction['after']:.1f} | "
                      f"{ms['before'] / ms['after']:.1f}x |")
     lines += [f"\nSkipped: {name} ({why})." for name, why in results["skipped"].items()]

@@ -45,5 +45,5 @@ def test_run_writes_targets_per_dataset_and_names_a_skipped_one(tmp_path, monkey
     assert target["limit"] == 10 and target["value"] == pytest.approx(100 * fraction, abs=0.01)
     assert target["pass"] == (fraction <= 0.10) and result["all_targets_pass"] == target["pass"]
     markdown = (tmp_path / "input_pipeline.md").read_text()
-    assert "| tiny | 200 | 64 |" in markdown and "Skipped: adult" in markdown
+    assert "| tiny | 200 | 64 | 2 x 1 |" in markdown and "Skipped: adult" in markdown
     assert "input pipeline <= 10% of step time (tiny)" in markdown

@@ -217,7 +217,9 @@ class DataConfig(_Section):
                                    example=0.2, bounds=FRACTION)
     batch_size: int = setting(1024, help="Training batch size (evaluation uses at least 1024).",
                               example=512, bounds=AT_LEAST_1)
-    shuffle_buffer: int = setting(50_000, help="Rows in the training shuffle buffer.",
+    shuffle_buffer: int = setting(10_000_000, help="Window of the training shuffle, in rows. Row indices are "
+                                  "shuffled (8 bytes a row), so a window at least as large as the training "
+                                  "split, the default up to 10M rows, is a full permutation every epoch.",
                                   example=100_000, bounds=AT_LEAST_1)
 
     def _check(self) -> None:

@@ -64,12 +64,12 @@ class FeedForwardExperts(tf.keras.layers.Layer):
         return dispatch_by_expert(units, experts, gates, *self.weights_as(units.dtype), activation=self.activation_fn,
                                   num_experts=self.num_experts, capacity=capacity)
 
-    def by_route(self, rows: tf.Tensor, route_index: tf.Tensor, max_routes: int, route_experts: tf.Tensor,
+    def by_route(self, rows: tf.Tensor, route_index: tf.Tensor, route_experts: tf.Tensor,
                  route_gates: tf.Tensor) -> tf.Tensor:
-        """Each distinct route's experts on its rows (rows [B, S, D], route_index [B], route_experts/gates [R, k])
+        """Each row's route's experts on it (rows [B, S, D], route_index [B], route_experts/gates [R, k])
         -> [B, S, D]. See :func:`~grec_tf.layers.expert_dispatch.dispatch_by_route`."""
-        return dispatch_by_route(rows, route_index, max_routes, route_experts, route_gates,
-                                 *self.weights_as(rows.dtype), activation=self.activation_fn)
+        return dispatch_by_route(rows, route_index, route_experts, route_gates, *self.weights_as(rows.dtype),
+                                 activation=self.activation_fn, num_experts=self.num_experts)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "num_experts": self.num_experts, "hidden_dim": self.hidden_dim,

@@ -294,3 +294,21 @@ def test_dispatch_fractions():
         _, dispatch = _layer(routing, 3)(x, flow, use_case, return_routing=True)
         assert dispatch.shape == (B, E)
         np.testing.assert_allclose(dispatch.numpy().sum(-1), 3.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("routing", ROUTINGS)
+def test_each_expert_is_one_pair_of_matmuls_whatever_the_number_of_routes(routing):
+    """Rows are dispatched by expert for every routing: the traced forward holds 2 matmuls per expert (in and
+    out), however many task routes (flows x use cases) the router can produce."""
+    x, flow, use_case = _inputs()
+
+    def expert_matmuls(num_flows, num_use_cases):
+        tf.random.set_seed(1)
+        router = make_router(routing, num_experts=E, top_k=2, num_flows=num_flows, num_use_cases=num_use_cases)
+        layer = SparseMoE(FeedForwardExperts(E, F), router)
+        graph = tf.function(lambda a, b, c: layer(a, b, c)).get_concrete_function(x, flow, use_case).graph
+        # An expert matmul's right operand is one expert's [D, F] or [F, D] kernel (the router's is [G, E]).
+        return sum(op.type == "MatMul" and tuple(op.inputs[1].shape) in ((D, F), (F, D))
+                   for op in graph.get_operations())
+
+    assert expert_matmuls(FLOWS, USE_CASES) == expert_matmuls(3 * FLOWS, 2 * USE_CASES) == 2 * E

@@ -29,7 +29,7 @@ import statistics as stats
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -182,7 +182,7 @@ def grec_rows(config_path: str, overrides: List[str], models: Sequence[str], epo
     return rows, base
 
 
-def import_peers():
+def import_peers() -> Union[str, Tuple[type, ...]]:
     """DeepCTR's ``(MMOE, SharedBottom, SparseFeat, DenseFeat)``, or the ImportError's message."""
     try:
         from deepctr.feature_column import DenseFeat, SparseFeat
@@ -202,7 +202,7 @@ def person_table(frame: pd.DataFrame, config: ExperimentConfig) -> Tuple[pd.Data
 
 
 def peer_arrays(splits: Dict[str, pd.DataFrame], config: ExperimentConfig,
-                SparseFeat, DenseFeat) -> Tuple[Dict[str, Dict[str, np.ndarray]], list]:
+                SparseFeat: type, DenseFeat: type) -> Tuple[Dict[str, Dict[str, np.ndarray]], list]:
     """DeepCTR inputs per split (``name -> [persons, 1]``, labels under ``label/{use case}``: [persons]) and
     the feature columns: vocabularies and normalization come from the training split only."""
     tables = {split: person_table(frame, config) for split, frame in splits.items()}
@@ -235,8 +235,8 @@ def peer_dataset(arrays: Dict[str, np.ndarray], config: ExperimentConfig, shuffl
                                       {k.split("/", 1)[1]: v for k, v in batch.items() if k.startswith("label/")}))
 
 
-def peer_row(builder, feature_columns: list, arrays: Dict[str, Dict[str, np.ndarray]], config: ExperimentConfig,
-             epochs: int, unit: str) -> Dict:
+def peer_row(builder: Callable[..., tf.keras.Model], feature_columns: list, arrays: Dict[str, Dict[str, np.ndarray]],
+             config: ExperimentConfig, epochs: int, unit: str) -> Dict:
     """Trains and times one DeepCTR model (``builder``: ``MMOE`` or ``SharedBottom``, its default
     architecture) in float32; the same report as :func:`grec_row`."""
     tf.keras.mixed_precision.set_global_policy("float32")

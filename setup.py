@@ -29,5 +29,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest", "nbclient", "nbformat", "ipykernel"],
+        # peer libraries the throughput benchmark compares against (never needed to train or serve)
+        "peers": ["deepctr==0.9.4", "lightgbm"],
     },
 )

@@ -21,8 +21,8 @@ label + the bottom's auxiliary losses (GRec's load-balance and z-loss), gradient
 at T = 12. All distinct (model, T, E) configurations are timed together in interleaved rounds (one step of each
 per round, after warm-up) so load from other processes hits them alike; ``ms`` is the median over rounds, and
 every ratio (GRec / MMoE at a point, last / first point of a sweep) is the median over rounds of that round's
-ratio. FLOPs of the same step come from TF's profiler (:func:`grec_tf.profiling.count_flops`). The spec sets no
-targets for this benchmark: the report only states the numbers.
+ratio. FLOPs of the same step come from TF's profiler (:func:`grec_tf.profiling.count_flops`). Targets: GRec's
+step at most :data:`STEP_RATIO_TARGET` x MMoE's at each T of the E = 8 sweep (efficiency at equal experts).
 """
 import statistics
 import time
@@ -147,6 +147,7 @@ def _run(rounds: int, sizes: dict, sweeps: Dict[str, List[Tuple[int, int]]], pol
         results[name] = {"fixed": fixed, "points": rows, "growth_first_to_last": growth}
     return {
         "sweeps": results,
+        "targets": scaling_targets(results, sizes["top_k"]),
         "workload": {**sizes, "routing": "task_sentence", "towers": "one per task sentence (T)",
                      "task_sentence_split": "flows = largest divisor of T that is <= 3 and <= sqrt(T)",
                      "step": "forward + backward (BCE of own tower + aux losses, grads of all weights) "
@@ -157,6 +158,19 @@ def _run(rounds: int, sizes: dict, sweeps: Dict[str, List[Tuple[int, int]]], pol
                      "policy": policy, "timing_seconds": round(elapsed, 1)},
         "machine": machine_description(),
     }
+
+
+#: GRec's step at most this many times MMoE's at the same E (the task-sentence sweep's E)
+STEP_RATIO_TARGET = 1.0
+
+
+def scaling_targets(sweeps: dict, top_k: int) -> Dict[str, dict]:
+    """name -> {"value", "limit", "pass"}: GRec's step vs MMoE's at each point of the task-sentence sweep."""
+    fixed = sweeps["task_sentences"]["fixed"]["experts"]
+    return {f"GRec (top_k {top_k}) step <= {STEP_RATIO_TARGET} x MMoE step at E={fixed}, T={row['task_sentences']}":
+            {"value": row["grec_over_mmoe"]["ms"], "limit": STEP_RATIO_TARGET,
+             "pass": row["grec_over_mmoe"]["ms"] <= STEP_RATIO_TARGET}
+            for row in sweeps["task_sentences"]["points"]}
 
 
 def _sweep_table(name: str, sweep: dict) -> List[str]:
@@ -189,8 +203,7 @@ def render_markdown(results: dict) -> str:
         f"one gate per tower) on B = {w['batch']} examples of S = {w['tokens']} tokens, D = {w['width']}, "
         f"expert hidden F = {w['hidden']}, {w['heads']} heads, towers {w['tower_units']}, one tower per task "
         f"sentence; task sentences split as {w['task_sentence_split']}. Step: {w['step']}; {w['timing']}; "
-        f"ratios are the {w['ratios']}. FLOPs {w['gflops']}. Policy `{w['policy']}`. No targets (the spec sets "
-        "none).",
+        f"ratios are the {w['ratios']}. FLOPs {w['gflops']}. Policy `{w['policy']}`.",
         "",
         f"Machine: {machine['cpu']}, {machine['cores']} cores (shared), TensorFlow {machine['tensorflow']}, "
         f"load average at start {', '.join(f'{v:.2f}' for v in machine['load_average_at_start'])}.",
@@ -199,7 +212,10 @@ def render_markdown(results: dict) -> str:
               "experts": f"Experts grow (T = {sweeps['experts']['fixed'].get('task_sentences')})"}
     for name, sweep in sweeps.items():
         lines += ["", f"## {titles[name]}", ""] + _sweep_table(name, sweep)
+    lines += ["", "## Targets", "", "| target | value | limit | pass |", "|---|---|---|---|"]
+    lines += [f"| {name} | {t['value']:.2f} | {t['limit']} | {'yes' if t['pass'] else 'NO'} |"
+              for name, t in results.get("targets", {}).items()]
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["run", "render_markdown", "split_task_sentences"]
+__all__ = ["run", "render_markdown", "scaling_targets", "split_task_sentences"]

@@ -70,8 +70,9 @@ def test_layers_report_renders_targets():
     moe = {r: {k: {"ms": 10.0, "gflops": 1.0} for k in ("2", "4")}
            for r in ("token", "sentence", "task", "task_sentence")}
     moe["dense"] = {k: {"ms": 40.0, "gflops": 4.0} for k in ("2", "4")}
-    targets = [{"what": f"moe {r} k={k} ms <= 1.2 x (k/E) x dense ms", "ratio_to_flop_proportional": 1.0,
-                "pass": True} for r in ("token", "task") for k in ("2", "4")]
+    targets = {f"moe {r} k={k} ms <= 1.2 x (k/E) x dense ms": {"value": 1.0, "limit": 1.2,
+                                                                "ratio_to_flop_proportional": 1.0, "pass": True}
+               for r in ("token", "task") for k in ("2", "4")}
     results = {"moe": moe, "attention": {"mqa_ms": 5.0, "mha_ms": 10.0, "mqa_gflops": 1.0, "mha_gflops": 2.0},
                "flops_e8_vs_e32": {"task": {"e8_gflops": 1.0, "e32_gflops": 1.01, "growth": 0.01}},
                "targets": targets, "all_targets_pass": True,

@@ -34,6 +34,12 @@ def test_scaling_benchmark_tiny_run(tmp_path):
             assert row[model]["flops"] > 0 and row[model]["params"] > 0
         assert row["grec_over_mmoe"]["ms"] > 0
     assert _point(by_t, task_sentences=6) == _point(by_e, experts=4)  # the shared point, measured once
+    # one target per point of the task-sentence sweep: GRec's step vs MMoE's at the same E
+    assert list(results["targets"]) == [f"GRec (top_k {K}) step <= 1.0 x MMoE step at E=4, T={t}" for t in (3, 6)]
+    for target, row in zip(results["targets"].values(), by_t["points"]):
+        assert target == {"value": row["grec_over_mmoe"]["ms"], "limit": 1.0,
+                          "pass": row["grec_over_mmoe"]["ms"] <= 1.0}
+    assert "## Targets" in report
 
     # Experts: MMoE computes every expert for every row, GRec only its k routed ones.
     grec_e = [_point(by_e, experts=e)["grec"] for e in (4, 8)]

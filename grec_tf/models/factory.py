@@ -5,7 +5,7 @@ keys read, and a value that cannot be honoured is reported with the key's path (
 """
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List, Optional, Type
 
 import tensorflow as tf
 
@@ -91,23 +91,30 @@ def build_text_encoder(text: TextEncoderConfig, vocabulary: Optional[List[str]],
                               num_layers=text.num_layers, num_heads=text.num_heads)
 
 
-def build_router(m: ModelConfig, num_flow_ids: int, num_use_case_ids: int) -> Router:
-    """The router ``model.routing`` names (any strategy registered in :data:`grec_tf.layers.ROUTERS`)."""
+def router_class(m: ModelConfig) -> Type[Router]:
+    """The router class ``model.routing`` names (any strategy registered in :data:`grec_tf.layers.ROUTERS`),
+    after checking that ``route_embedding_dim`` and ``capacity_factor`` apply to it; builds nothing."""
     if m.routing not in ROUTERS:
         raise ConfigError(f"model.routing: expected one of {sorted(ROUTERS)}, got {m.routing!r}")
-    router_class = ROUTERS[m.routing]
-    kwargs = dict(num_experts=m.num_experts, top_k=m.top_k, load_balance_weight=m.load_balance_weight,
-                  z_loss_weight=m.z_loss_weight, jitter=m.jitter)
-    if router_class.routes_by_task:
-        kwargs.update(num_flows=num_flow_ids, num_use_cases=num_use_case_ids,
-                      route_embedding_dim=m.route_embedding_dim or ROUTE_EMBEDDING_DIM_DEFAULT)
-    elif m.route_embedding_dim is not None:
+    cls = ROUTERS[m.routing]
+    if m.route_embedding_dim is not None and not cls.routes_by_task:
         raise ConfigError(f"model.route_embedding_dim: applies only to routings that route by task, not to "
                           f"{m.routing!r}")
-    if m.capacity_factor > 0 and not router_class.supports_capacity:
+    if m.capacity_factor > 0 and not cls.supports_capacity:
         raise ConfigError(f"model.capacity_factor: expert capacity does not apply to routing {m.routing!r} "
                           f"(it routes every row of a task sentence alike); expected 0, got {m.capacity_factor}")
-    return router_class(**kwargs, name=f"{m.routing}_router")
+    return cls
+
+
+def build_router(m: ModelConfig, num_flow_ids: int, num_use_case_ids: int) -> Router:
+    """The router ``model.routing`` names, with the route vocabularies when it routes by task."""
+    cls = router_class(m)
+    kwargs = dict(num_experts=m.num_experts, top_k=m.top_k, load_balance_weight=m.load_balance_weight,
+                  z_loss_weight=m.z_loss_weight, jitter=m.jitter)
+    if cls.routes_by_task:
+        kwargs.update(num_flows=num_flow_ids, num_use_cases=num_use_case_ids,
+                      route_embedding_dim=m.route_embedding_dim or ROUTE_EMBEDDING_DIM_DEFAULT)
+    return cls(**kwargs, name=f"{m.routing}_router")
 
 
 def build_bottom(m: ModelConfig, num_flow_ids: int, num_use_case_ids: int, num_towers: int) -> tf.keras.layers.Layer:
@@ -133,9 +140,9 @@ def validate_model_config(config: ExperimentConfig) -> None:
     """Checks the model keys that only the model side can check (the routing's name and what applies to it)
     without building anything, so a pipeline can fail before it loads data."""
     if config.model.type == "grec":
-        build_router(config.model, 2, 2)
+        router_class(config.model)
 
 
-__all__ = ["build_ranker", "build_bottom", "build_router", "build_group_encoder", "build_sequence_encoder",
+__all__ = ["build_ranker", "build_bottom", "build_router", "router_class", "build_group_encoder", "build_sequence_encoder",
            "build_text_encoder", "validate_model_config"]
 

@@ -9,7 +9,7 @@ statistics. Scores come back in GRec-TF's long format, so both are measured by t
 """
 from __future__ import annotations
 
-from typing import Dict, List, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -115,3 +115,14 @@ def scores_by_row(frame: pd.DataFrame, config: ExperimentConfig, scores: np.ndar
 def missing_peers_note(models: List[str], reason: str) -> str:
     """Why the DeepCTR rows ``models`` are absent: deepctr is not importable (``reason``)."""
     return f"DeepCTR rows skipped ({', '.join(models)}): deepctr is not importable ({reason}); {INSTALL_HINT}"
+
+
+def person_level_problem(frame: pd.DataFrame, config: ExperimentConfig) -> Optional[str]:
+    """Why DeepCTR's person-level models cannot read this long-format split (None when they can): more
+    than one flow, or a (group, use case) pair on several rows."""
+    if len(config.data.flows) != 1:
+        return f"data.flows has {len(config.data.flows)} flows; DeepCTR's person-level models need one"
+    group = config.data.group_column
+    if frame.duplicated([group, "use_case"]).any():
+        return f"data.group_column {group!r} repeats within a use case (it must name one row per person and task)"
+    return None

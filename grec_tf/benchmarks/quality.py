@@ -76,6 +76,10 @@ QUICK_TELECOM_ROWS, QUICK_LIGHTGBM_ROUNDS = 3000, 40
 SeedRun = Dict[str, object]
 
 
+class NotApplicable(Exception):
+    """A peer that cannot read this dataset (e.g. DeepCTR on multi-flow data): a note, not a crash."""
+
+
 def _variant(config: ExperimentConfig, name: str, seed: int) -> ExperimentConfig:
     """``config`` with the variant's overrides and ``train.seed``; ConfigError when they do not fit."""
     return parse_config(apply_overrides(config.to_dict(), VARIANTS[name] + [f"train.seed={seed}"]),
@@ -114,13 +118,13 @@ def lightgbm_runs(base: Experiment, seeds: Sequence[int], max_rounds: int, threa
 
 def deepctr_runs(name: str, base: Experiment, seeds: Sequence[int]) -> List[SeedRun]:
     """One DeepCTR model per seed, early-stopped on ``val_loss`` with the config's epochs and patience
-    (ImportError: deepctr is not installed; ValueError: the data is not person-level)."""
+    (ImportError: deepctr is not installed; NotApplicable: the data is not person-level)."""
     peers = deepctr_peers.import_peers()
     if isinstance(peers, str):
         raise ImportError(deepctr_peers.missing_peers_note([name], peers))
     problem = deepctr_peers.person_level_problem(base.splits["train"], base.config)
     if problem:
-        raise ValueError(f"{name} skipped: {problem}")
+        raise NotApplicable(f"{name} skipped: {problem}")
     arrays, feature_columns = deepctr_peers.peer_arrays(base.splits, base.config, peers)
     runs = []
     for seed in seeds:
@@ -158,9 +162,7 @@ def train_all(names: Sequence[str], base: Experiment, seeds: Sequence[int], work
         except ImportError as error:
             notes.append(f"lightgbm skipped: lightgbm is not importable ({error}); {deepctr_peers.INSTALL_HINT}"
                          if name == "lightgbm" else str(error))
-        except ValueError as error:
-            if name not in deepctr_peers.PEER_MODELS:
-                raise
+        except NotApplicable as error:
             notes.append(str(error))
     return runs, notes
 

@@ -215,3 +215,12 @@ def test_summary_comparisons_sparse_lift_and_targets_from_known_runs():
     assert sparse["value"] == pytest.approx(0.0325) and sparse["pass"] is True
     assert targets["GRec mean AUC - lightgbm mean AUC > 2 SE"]["pass"] is None  # lightgbm did not run
     assert "GRec mean AUC over CVR/CTCVR - mmoe's > 2 SE" not in targets  # mmoe was not asked for
+
+
+def test_deepctr_on_multi_flow_data_becomes_a_note(tmp_path):
+    pytest.importorskip("deepctr", reason="the optional peers extra is not installed")
+    frame = tiny_frame(64)
+    base = Experiment(tiny_config(), splits={"train": frame, "valid": frame, "test": frame})
+    runs, notes = quality.train_all(["deepctr_mmoe"], base, [0], str(tmp_path), 0, {})
+    assert runs == {} and notes == ["deepctr_mmoe skipped: data.flows has 2 flows; DeepCTR's person-level models "
+                                    "need one"]

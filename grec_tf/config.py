@@ -344,6 +344,10 @@ class TrainConfig(_Section):
                                            example=3, bounds=AT_LEAST_0)
     mixed_precision: Optional[str] = setting(None, help="Keras mixed-precision policy; null means float32.",
                                              example="mixed_bfloat16")
+    seed: Optional[int] = setting(None, help="Seed of the model's initial weights and of the training shuffle "
+                                             "(tf.keras.utils.set_random_seed before the model is built; the data "
+                                             "split keeps data.seed); null: not seeded, each run differs.",
+                                  example=1, bounds=AT_LEAST_0)
 
 
 @dataclass

@@ -86,9 +86,12 @@ class Experiment:
         return make_dataset(self.arrays(split), size, shuffle=shuffle, shuffle_buffer=d.shuffle_buffer, seed=d.seed)
 
     def build_model(self) -> MultiTaskRanker:
-        """A built, compiled model (``train.mixed_precision`` becomes the global Keras policy first)."""
+        """A built, compiled model (``train.mixed_precision`` becomes the global Keras policy and ``train.seed``
+        seeds Python, NumPy and TensorFlow first)."""
         t = self.config.train
         tf.keras.mixed_precision.set_global_policy(t.mixed_precision or "float32")
+        if t.seed is not None:  # before any variable or shuffle exists, so both follow the seed
+            tf.keras.utils.set_random_seed(t.seed)
         model = build_ranker(self.config, self.statistics)
         model(placeholder_batch(self.config), training=False)  # variables exist before fit/restore
         model.compile(optimizer=tf.keras.optimizers.Adam(t.learning_rate), steps_per_execution=t.steps_per_execution)

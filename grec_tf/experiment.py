@@ -22,7 +22,7 @@ import tensorflow as tf
 from grec_tf.atomic_files import write_json_atomic
 from grec_tf.config import ExperimentConfig, applied_config, load_config, unapplied_keys
 from grec_tf.data.dataset import make_dataset
-from grec_tf.data.feature_arrays import frame_to_arrays
+from grec_tf.data.feature_arrays import IMPRESSION_KEY, frame_to_arrays
 from grec_tf.data.feature_statistics import FeatureStatistics, compute_feature_statistics
 from grec_tf.data.input_specs import placeholder_batch
 from grec_tf.data.sources import LoadedData, load_data
@@ -79,11 +79,14 @@ class Experiment:
         return self._arrays[split]
 
     def dataset(self, split: str, shuffle: bool = False, batch_size: Optional[int] = None) -> tf.data.Dataset:
-        """Batched ``tf.data`` of feature dicts with ``label``; ``batch_size`` defaults to ``data.batch_size``
-        for training batches and to at least 1024 otherwise."""
+        """Batched ``tf.data`` of feature dicts with ``label`` and ``impression_key``; ``batch_size`` defaults to
+        ``data.batch_size`` for training batches and to at least 1024 otherwise. Shuffled batches keep the rows
+        of an impression together (the model encodes each impression once per batch); unshuffled ones keep
+        the split's row order."""
         d = self.config.data
         size = batch_size or (d.batch_size if shuffle else max(d.batch_size, EVAL_BATCH))
-        return make_dataset(self.arrays(split), size, shuffle=shuffle, shuffle_buffer=d.shuffle_buffer, seed=d.seed)
+        return make_dataset(self.arrays(split), size, shuffle=shuffle, shuffle_buffer=d.shuffle_buffer, seed=d.seed,
+                            group_key=IMPRESSION_KEY)
 
     def build_model(self) -> MultiTaskRanker:
         """A built, compiled model (``train.mixed_precision`` becomes the global Keras policy and ``train.seed``
@@ -116,7 +119,7 @@ class Experiment:
         run_folder.save_statistics(statistics, out_dir)
         model = self.build_model()
         result = fit(model, self.dataset("train", shuffle=True), self.dataset("valid"), out_dir, self.config.train,
-                     self.config.data.batch_size, callbacks, verbose)
+                     callbacks, verbose)
         report = self.evaluate(model)
         report["model"] = {**self.model_summary(), "params": count_params(model)}
         report["train"] = result.report

@@ -35,13 +35,11 @@ class ServingModule(tf.Module):
         return {"probability": self.model(features, training=False)["probability"]}
 
     def _all_use_cases(self, features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-        # One forward pass over the batch repeated once per use case (row-major: row i, use case u at
-        # i * U + u), so each copy is routed by its own task sentence.
+        # Each row is encoded once; its encoded tokens are repeated once per use case (row-major: row i, use
+        # case u at i * U + u) and each copy is routed by its own task sentence.
         batch = tf.shape(features["flow"])[0]
         num = tf.shape(self.use_cases)[0]
-        tiled = {name: tf.repeat(value, num, axis=0) for name, value in features.items()}
-        tiled["use_case"] = tf.tile(self.use_cases, [batch])
-        probability = self.model(tiled, training=False)["probability"]
+        probability = self.model(features, training=False, score_use_cases=self.use_cases)["probability"]
         return {"probabilities": tf.reshape(probability, [batch, num]),
                 "use_cases": tf.tile(self.use_cases[None, :], [batch, 1])}
 

@@ -42,9 +42,8 @@ class CustomizedGateControl(tf.keras.layers.Layer):
         own = self.task_experts + self.shared_experts
         self.task_gates = self.add_weight(name="task_gates", shape=(T, width, own), initializer="glorot_uniform")
         if not self.last:
-            self.shared_gate = self.add_weight(name="shared_gate", shape=(width, T * self.task_experts +
-                                                                          self.shared_experts),
-                                               initializer="glorot_uniform")
+            every = T * self.task_experts + self.shared_experts
+            self.shared_gate = self.add_weight(name="shared_gate", shape=(width, every), initializer="glorot_uniform")
         super().build(input_shape)
 
     def _expert_mlp(self, x: tf.Tensor, prefix: str, lead: str) -> tf.Tensor:
@@ -61,11 +60,12 @@ class CustomizedGateControl(tf.keras.layers.Layer):
         towers_in, shared_in = (x, x) if len(x.shape) == 2 else (x[:, :-1], x[:, -1])
         task = self._expert_mlp(towers_in, "task", "te")  # [B, T, task_experts, H]
         shared = self._expert_mlp(shared_in, "shared", "e")  # [B, shared_experts, H]
-        own = tf.concat([task, tf.tile(shared[:, None], [1, self.num_towers, 1, 1])], axis=2)
         rows = "b" if len(x.shape) == 2 else "bt"
         gate_logits = tf.einsum(f"{rows}w,twk->btk", towers_in, tf.cast(self.task_gates, self.compute_dtype))
         gates = tf.nn.softmax(tf.cast(gate_logits, tf.float32), axis=-1)  # softmax in float32 under bf16
-        outputs = tf.einsum("btk,btkh->bth", tf.cast(gates, own.dtype), own)
+        g = tf.cast(gates, task.dtype)
+        outputs = (tf.einsum("bte,bteh->bth", g[..., :self.task_experts], task)
+                   + tf.einsum("bts,bsh->bth", g[..., self.task_experts:], shared))
         if self.last:
             return outputs, gates
         every = tf.concat([tf.reshape(task, [-1, self.num_towers * self.task_experts, self.output_dim]), shared], 1)

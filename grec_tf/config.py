@@ -34,9 +34,13 @@ from grec_tf.errors import ConfigError
 # type; a key listed in some rows applies to those types only. A new model type is one line here.
 MODEL_KEYS_BY_TYPE: Dict[str, Tuple[str, ...]] = {
     "grec": ("routing", "top_k", "capacity_factor", "load_balance_weight", "z_loss_weight", "jitter",
-             "route_embedding_dim", "activation", "num_experts", "expert_hidden"),
-    "mmoe": ("num_experts", "expert_hidden"),
-    "shared_bottom": ("expert_hidden",),
+             "route_embedding_dim", "activation", "num_experts", "expert_hidden", "towers"),
+    "mmoe": ("num_experts", "expert_hidden", "towers"),
+    "shared_bottom": ("expert_hidden", "towers"),
+    "ple": ("ple_levels", "task_experts", "shared_experts", "expert_hidden", "towers"),
+    "esmm": ("esmm", "expert_hidden", "towers"),
+    "aitm": ("aitm_chain", "aitm_calibration_weight", "expert_hidden", "towers"),
+    "single_task": ("expert_hidden",),
 }
 MODEL_TYPES = tuple(MODEL_KEYS_BY_TYPE)
 # Routings that route on the task (flow, use case) rather than on the tokens: no expert capacity
@@ -261,7 +265,11 @@ class ModelConfig(_Section):
     SECTION = "model"
 
     type: str = setting("grec", help="grec: the Generalist Recommender (routed sparse MoE); mmoe: dense "
-                                     "multi-gate MoE; shared_bottom: one shared MLP.",
+                                     "multi-gate MoE; shared_bottom: one shared MLP; ple: Progressive Layered "
+                                     "Extraction (per-tower and shared experts); esmm: shared MLP and towers "
+                                     "with pCTCVR = pCTR x pCVR; aitm: shared MLP and towers with adaptive "
+                                     "information transfer along a funnel; single_task: one independent "
+                                     "shared_bottom-style model per task sentence.",
                         example="mmoe", choices=MODEL_TYPES)
     routing: str = setting("task_sentence", help="What the router of GRec's sparse MoE reads. Built in: token "
                                                  "(each token), sentence (the mean token of a row), task (a "
@@ -275,8 +283,27 @@ class ModelConfig(_Section):
                            example=128, bounds=AT_LEAST_1)
     embedding_dim: int = setting(16, help="Default embedding width of categorical and item_id features.",
                                  example=32, bounds=AT_LEAST_1)
-    expert_hidden: int = setting(128, help="Hidden width of each expert (GRec, MMoE) or of the shared "
-                                           "bottom's MLP.", example=256, bounds=AT_LEAST_1)
+    expert_hidden: int = setting(128, help="Hidden width of each expert (GRec, MMoE, PLE) or of the shared "
+                                           "MLP (shared_bottom, esmm, aitm, each single_task network).",
+                                 example=256, bounds=AT_LEAST_1)
+    ple_levels: int = setting(2, help="ple: CGC levels; every level but the last also has a shared gate "
+                                      "feeding the next level's shared experts.", example=3, bounds=AT_LEAST_1)
+    task_experts: int = setting(1, help="ple: experts of each tower, at every level.", example=2,
+                                bounds=AT_LEAST_1)
+    shared_experts: int = setting(2, help="ple: experts shared by all towers, at every level.", example=4,
+                                  bounds=AT_LEAST_1)
+    esmm: Dict[str, str] = setting(
+        help="esmm: the use cases of the chain, keys ctr, cvr and ctcvr (each a data.use_cases entry). The "
+             "ctcvr tower is pCTR x pCVR; the cvr use case's own loss weight is 0, as in ESMM (its tower learns "
+             "through the ctcvr loss on every impression) unless model.loss_weights names it.",
+        example={"ctr": "click", "cvr": "purchase", "ctcvr": "click_purchase"},
+        factory=lambda: {"ctr": "CTR", "cvr": "CVR", "ctcvr": "CTCVR"})
+    aitm_chain: List[str] = setting(help="aitm: use cases in funnel order (each a data.use_cases entry); every "
+                                         "step's label should imply the previous step's, on the same rows.",
+                                    example=["click", "purchase"], factory=lambda: ["CTR", "ATC", "CTCVR"])
+    aitm_calibration_weight: float = setting(0.6, help="aitm: weight of the behavioural expectation calibrator, "
+                                                       "the row mean of max(p_next - p_previous, 0) per chain "
+                                                       "link; 0 turns it off.", example=0.0, bounds=AT_LEAST_0)
     num_heads: int = setting(4, help="Attention heads of the token mixer, the pooling and the sequence "
                                      "encoder.", example=8, bounds=AT_LEAST_1)
     sequence_blocks: int = setting(1, help="Transformer blocks over the viewed sequences (0: pooling only).",
@@ -300,9 +327,11 @@ class ModelConfig(_Section):
         example=32, bounds=AT_LEAST_1)
     activation: str = setting("gelu", help="Hidden activation of GRec's experts (a Keras activation name).",
                               example="relu", choices=ACTIVATIONS)
-    towers: str = setting("use_case", help="One tower per use case, or one per task sentence.",
+    towers: str = setting("use_case", help="One tower per use case, or one per task sentence (esmm, aitm: one "
+                                           "chain per flow).",
                           example="task_sentence", choices=("use_case", "task_sentence"))
-    tower_units: List[int] = setting(help="Hidden widths of each tower's MLP (GELU); [] gives a linear tower.",
+    tower_units: List[int] = setting(help="Hidden widths of each tower's MLP (GELU); [] gives a linear tower "
+                                          "(aitm needs one: the first width is its tower representation).",
                                      example=[128, 64], bounds=AT_LEAST_1, factory=lambda: [64])
     loss_weights: Dict[str, float] = setting(help="Weight of each use case's loss (a use case not listed: 1).",
                                              example={"CVR": 2.0}, bounds=AT_LEAST_0, factory=dict)

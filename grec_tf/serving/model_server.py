@@ -10,9 +10,10 @@ requests are refused, running ones get a few seconds to finish, and the process 
 import argparse
 import asyncio
 import logging
+import re
 import signal
 import sys
-from typing import List, Optional
+from typing import Dict, List, Optional, TextIO, Tuple
 
 from grec_tf.serving.grpc_server import GrpcServer
 from grec_tf.serving.model_registry import ModelRegistry
@@ -22,6 +23,7 @@ from grec_tf.serving.server_flags import parse_flags
 from grec_tf.serving.thread_pools import configure_thread_pools
 
 GRPC_SERVICES = "tensorflow.serving.PredictionService, tensorflow.serving.ModelService"
+_ANNOUNCE_END = "Ctrl-C or SIGTERM stops the server"
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -74,7 +76,22 @@ def _announce(registry: ModelRegistry, grpc_server: GrpcServer, host: str, rest_
             else "REST API off (--rest_api_port 0)")
     print(f"Serving model '{registry.model_name}' ({served}) from {registry.model_base_path}\n"
           f"  gRPC API ({GRPC_SERVICES}) on {grpc_server.address}\n  {rest}\n"
-          "Ctrl-C or SIGTERM stops the server", flush=True)
+          f"{_ANNOUNCE_END}", flush=True)
+
+
+def read_announced_ports(stream: TextIO) -> Tuple[Dict[str, Optional[int]], str]:
+    """Read a starting server's stdout up to the end of its announcement (or of the stream):
+    ``({"grpc": port or None, "rest": port or None}, the text read)``; None for an API not announced."""
+    lines: List[str] = []
+    while not (lines and lines[-1].startswith(_ANNOUNCE_END)):
+        line = stream.readline()
+        if not line:
+            break
+        lines.append(line)
+    text = "".join(lines)
+    found = {api: re.search(pattern, text) for api, pattern in
+             (("grpc", r"gRPC API \(.*\) on [^\s]+:(\d+)"), ("rest", r"REST API v1 on http://[^\s]+:(\d+)"))}
+    return {api: int(m.group(1)) if m else None for api, m in found.items()}, text
 
 
 async def _signalled() -> None:

@@ -5,15 +5,14 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 
 import pytest
 
-from grec_tf.serving.model_server import main
+from grec_tf.serving.model_server import main, read_announced_ports
 from grec_tf.serving.server_flags import build_arg_parser, pick_free_port
 from tests.serving.conftest import MODEL
-from tests.serving.toy_model import make_batch, to_instances_json
+from tests.serving.toy_model import USE_CASES, make_batch, to_instances_json
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -72,19 +71,11 @@ def _start_cli(base, *flags):
     proc = subprocess.Popen([sys.executable, "-m", "pipelines.serve", "--model_base_path", base, "--model_name",
                              MODEL, "--poll_seconds", "0", *flags],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    lines, deadline = [], time.monotonic() + 120
-    while time.monotonic() < deadline and not (lines and "stops the server" in lines[-1]):
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-    text = "".join(lines)
-    grpc_port = re.search(r"gRPC API \(.*\) on 127\.0\.0\.1:(\d+)", text)
-    rest_port = re.search(r"REST API v1 on http://127\.0\.0\.1:(\d+)", text)
-    if grpc_port is None:
+    ports, text = read_announced_ports(proc.stdout)
+    if ports["grpc"] is None:
         _stop_cli(proc, signal.SIGKILL)
         pytest.fail(f"no gRPC address announced: {text!r}")
-    return proc, {"grpc": int(grpc_port.group(1)), "rest": rest_port and int(rest_port.group(1))}, text
+    return proc, ports, text
 
 
 def _stop_cli(proc, sig=signal.SIGTERM) -> int:
@@ -168,24 +159,34 @@ def test_serving_benchmark_writes_json_and_markdown(toy_exports, tmp_path):
     pools = ("TF default", "intra_op=1, inter_op=2")
     assert sorted(rows) == sorted([(p, b, "in-process", "-") for p in pools for b in (1, 8)]
                                   + [(p, b, "server", f) for p in pools for b in (1, 8)
-                                     for f in ("row", "columnar", "row, stdlib json")])
+                                     for f in ("row", "columnar", "row, stdlib json", "grpc")])
     for r in report["results"]:
         assert r["p50_ms"] > 0 and r["p99_ms"] >= r["p50_ms"] and r["rows_per_s"] > 0
         if r["path"] == "server":
             assert r["max_abs_diff_vs_in_process"] < 1e-6 and r["throughput_ratio_vs_in_process"] > 0
         else:  # the in-process caller ran with the thread pools it was given
             assert r["tf_thread_pools_in_effect"] == ([0, 0] if r["thread_pools"] == "TF default" else [1, 2])
-    targets = report["target"]["by_thread_pools"]
-    assert [t["thread_pools"] for t in targets] == ["TF default", "intra_op=1, inter_op=2"]
-    for t in targets:
-        assert set(t["ratios"]) == {"row", "columnar"} and set(t["not_in_target"]) == {"row, stdlib json"}
-        assert t["met"] == {fmt: r >= 0.8 for fmt, r in t["ratios"].items()}
+    ratios = {r["format"]: r["throughput_ratio_vs_in_process"] for r in report["results"]
+              if r["thread_pools"] == "TF default" and r["batch"] == 8 and r["path"] == "server"}
+    score_all = report["score_all_vs_serving_default"]
+    assert (score_all["batch"], score_all["use_cases"]) == (8, len(USE_CASES))
+    assert score_all["p50_ratio"] == score_all["score_all"]["p50_ms"] / score_all["serving_default"]["p50_ms"] > 0
+    assert report["targets_judged_on"] == {"thread_pools": "TF default", "batch": 8}
+    assert report["targets"] == {
+        "grpc_throughput_vs_in_process_b8": {"value": ratios["grpc"], "limit": 0.9, "pass": ratios["grpc"] >= 0.9},
+        "rest_columnar_vs_in_process_b8": {"value": ratios["columnar"], "limit": 0.9,
+                                           "pass": ratios["columnar"] >= 0.9},
+        "score_all_latency_vs_default_b8": {"value": score_all["p50_ratio"], "limit": 1.6,
+                                            "pass": score_all["p50_ratio"] <= 1.6}}
+    assert report["all_targets_pass"] == all(t["pass"] for t in report["targets"].values())
+    assert report["sub_models"] == []  # filled once sub-model export plugs into sub_model_comparison
     sizes = {r["format"]: r["request_bytes"] for r in report["results"] if r["batch"] == 8 and r["path"] == "server"}
     assert sizes["row"] < sizes["row, stdlib json"]  # float32 text is shorter than the stdlib's 17 digits
     md = (tmp_path / "serving.md").read_text()
     assert "| TF threads | batch |" in md and "| intra_op=1, inter_op=2 | 8 | server | row |" in md
-    assert "Target (TF default): server throughput at batch 8" in md
-    assert "Target (intra_op=1, inter_op=2): server throughput at batch 8" in md
+    assert "| intra_op=1, inter_op=2 | 8 | server | grpc |" in md
+    assert f"| grpc_throughput_vs_in_process_b8 | {ratios['grpc']:.3f} | 0.9 |" in md
+    assert "`score_all` (3 use cases a row)" in md and "## Full model vs one-task-sentence sub-model" in md
     assert not [f for f in os.listdir(tmp_path) if ".tmp" in f]
 
 
@@ -195,7 +196,7 @@ def test_serving_benchmark_checks_every_output_of_a_multi_output_signature(toy_e
     report = run_serving_benchmark(base, MODEL, make_batch, str(tmp_path), signature_name="score_all",
                                    batch_sizes=(3,), seconds=0.1, concurrency=1, repeats=1)
     server = [r for r in report["results"] if r["path"] == "server"]
-    assert {r["format"] for r in server} == {"row", "columnar", "row, stdlib json"}
+    assert {r["format"] for r in server} == {"row", "columnar", "row, stdlib json", "grpc"}
     assert all(r["max_abs_diff_vs_in_process"] < 1e-6 for r in server)
 
 

@@ -226,7 +226,8 @@ class GrpcServer:
 
     @property
     def address(self) -> str:
-        return f"{self.host}:{self.port}"
+        """``host:port`` as gRPC targets write it (an IPv6 host in brackets)."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     def start(self) -> "GrpcServer":
         """Bind and serve; OSError naming the address when it cannot listen there."""
@@ -238,13 +239,13 @@ class GrpcServer:
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(*args), server)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(*args), server)
         try:
-            bound = server.add_insecure_port(f"{self.host}:{self.port}")
+            bound = server.add_insecure_port(self.address)
         except RuntimeError as e:
             bound, reason = 0, f": {e}"
         else:
             reason = ""
         if not bound:
-            raise OSError(f"cannot listen for gRPC on {self.host}:{self.port} (--port){reason}")
+            raise OSError(f"cannot listen for gRPC on {self.address} (--port){reason}")
         server.start()
         self._server, self.port = server, bound
         return self

@@ -137,15 +137,17 @@ def test_rest_api_port_0_serves_grpc_only_and_sigint_stops_it(toy_exports):
     assert code == 0
 
 
-def test_a_busy_port_is_a_clear_error(toy_exports, capsys):
+@pytest.mark.parametrize("api, flag", [("gRPC", "--port"), ("REST", "--rest_api_port")])
+def test_a_busy_port_is_a_clear_error(toy_exports, capsys, api, flag):
     import socket
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        assert main(["--model_base_path", os.path.join(toy_exports["export_dir"], MODEL), "--port", "0",
-                     "--rest_api_port", str(port), "--poll_seconds", "0"]) == 1
-    assert f"error: cannot listen for REST on 127.0.0.1:{port} (--rest_api_port)" in capsys.readouterr().err
+        ports = {"--port": "0", "--rest_api_port": "0", flag: str(port)}
+        assert main(["--model_base_path", os.path.join(toy_exports["export_dir"], MODEL), "--poll_seconds", "0",
+                     *[item for pair in ports.items() for item in pair]]) == 1
+    assert f"error: cannot listen for {api} on 127.0.0.1:{port} ({flag})" in capsys.readouterr().err
 
 
 def test_serving_benchmark_writes_json_and_markdown(toy_exports, tmp_path):

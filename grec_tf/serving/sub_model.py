@@ -11,8 +11,9 @@ The sub-model is a :class:`SubModelRanker` whose bottom holds the kept experts (
 each row sums its experts' outputs in the same order as the full model) behind a
 :class:`~grec_tf.layers.routers.FrozenRouteRouter` (the routes as constants: no router weights), whose towers
 are only the kept ones (:class:`KeptTowers`), and whose every other part (task embedding, encoders, token
-mixer, attention pool) is the full model's own layer. On rows of the kept task sentences it computes what the
-full model computes; a row of any other (flow, use case), an unknown flow included, fails with an
+mixer, attention pool) is the full model's own layer. When the kept task sentences share one route (e.g. one
+task sentence), the MoE is a :class:`SingleRouteMoE`: its k experts run on the whole batch, with no dispatch
+left to pay. On rows of the kept task sentences the sub-model computes what the full model computes; a row of any other (flow, use case), an unknown flow included, fails with an
 InvalidArgumentError naming the kept ones (HTTP 400 from the REST server).
 
 Token and sentence routings route by the row's features (the experts a task sentence uses depend on the
@@ -114,25 +115,72 @@ class KeptTowers(tf.keras.layers.Layer):
 
 @tf.keras.utils.register_keras_serializable(package="grec_tf")
 class SubModelRanker(MultiTaskRanker):
-    """A :class:`MultiTaskRanker` restricted to ``task_sentences`` ("FLOW/USE_CASE" names): a row of any other
+    """A :class:`MultiTaskRanker` restricted to ``task_sentences``, (flow, use case) pairs: a row of any other
     (flow, use case) fails with InvalidArgumentError naming them. Built by :func:`build_sub_model`."""
 
-    def __init__(self, *args, task_sentences: Sequence[str] = (), **kwargs):
+    def __init__(self, *args, task_sentences: Sequence[Sequence[str]] = (), **kwargs):
         super().__init__(*args, **kwargs)
-        self.task_sentences = [str(name) for name in task_sentences]
+        self.task_sentences = [[str(flow), str(use_case)] for flow, use_case in task_sentences]
+
+    @property
+    def names(self) -> List[str]:
+        """The served task sentences as "FLOW/USE_CASE"."""
+        return [f"{flow}/{use_case}" for flow, use_case in self.task_sentences]
 
     def call(self, features: Dict[str, tf.Tensor], training=None) -> Dict[str, tf.Tensor]:
-        names = tf.strings.join([features["flow"], features["use_case"]], separator="/")  # [B]
-        served = tf.reduce_any(tf.equal(names[:, None], tf.constant(self.task_sentences)[None, :]), axis=1)
-        check = tf.debugging.Assert(tf.reduce_all(served), [
-            f"this sub-model serves only the task sentences {', '.join(self.task_sentences)} (flow/use_case); "
-            f"rows asked for:", tf.unique(tf.boolean_mask(names, ~served)).y], summarize=8)
+        flows, use_cases = zip(*self.task_sentences)
+        served = tf.reduce_any(tf.logical_and(tf.equal(features["flow"][:, None], tf.constant(flows)[None, :]),
+                                              tf.equal(features["use_case"][:, None], tf.constant(use_cases)[None, :])),
+                               axis=1)  # [B]
+        # The names of the refused rows are computed only when there are some.
+        check = tf.cond(tf.reduce_all(served), lambda: tf.constant(True),
+                        lambda: self._refuse(features["flow"], features["use_case"], served))
         with tf.control_dependencies([check]):
             features = {**features, "flow": tf.identity(features["flow"])}
         return super().call(features, training=training)
 
+    def _refuse(self, flow: tf.Tensor, use_case: tf.Tensor, served: tf.Tensor) -> tf.Tensor:
+        asked = tf.unique(tf.boolean_mask(tf.strings.join([flow, use_case], separator="/"), ~served)).y
+        failed = tf.debugging.Assert(False, [
+            f"this sub-model serves only the task sentences {', '.join(self.names)} (flow/use_case); "
+            f"rows asked for:", asked], summarize=8)
+        with tf.control_dependencies([failed]):
+            return tf.constant(False)
+
     def get_config(self) -> Dict:
-        return {**super().get_config(), "task_sentences": self.task_sentences}
+        return {**super().get_config(), "task_sentences": [list(pair) for pair in self.task_sentences]}
+
+
+@tf.keras.utils.register_keras_serializable(package="grec_tf")
+class SingleRouteMoE(SparseMoE):
+    """A :class:`SparseMoE` whose :class:`FrozenRouteRouter` holds one route (one task sentence, or several
+    routed alike) over exactly its k experts: every row runs every expert, so each runs once on the whole batch,
+    with no dispatch (no partition, gather or segment sum). Each row's result is the dispatched one: every
+    expert's output times the row's gate, summed in expert order.
+
+    Shapes as :class:`SparseMoE`: x [B, S, D] -> y [B, S, D] (and dispatch [B, E], all ones).
+    """
+
+    def __init__(self, experts: FeedForwardExperts, router: FrozenRouteRouter, **kwargs):
+        super().__init__(experts, router, **kwargs)
+        if not router.has_one_route or router.top_k != experts.num_experts:
+            raise ValueError(f"SingleRouteMoE: needs one frozen route over all of its {experts.num_experts} "
+                             f"experts, got routes {router.route_experts} with top_k={router.top_k}")
+
+    def _call_by_route(self, x, flow_id, use_case_id, training):
+        route_ids = self.router.route_ids(flow_id, use_case_id)
+        gates, _ = self.router(self.router.route_gate_input(route_ids))  # [B, k]; refuses other task ids
+        slot = {expert: j for j, expert in enumerate(self.router.route_experts[0])}
+        batch, tokens, width = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
+        rows = tf.reshape(x, [-1, width])  # [B * S, D]
+        kernel_in, bias_in, kernel_out, bias_out = self.experts.weights_as(x.dtype)
+        y = None
+        for e in range(self.num_experts):
+            hidden = self.experts.activation_fn(tf.matmul(rows, kernel_in[e]) + bias_in[e])
+            out = tf.reshape(tf.matmul(hidden, kernel_out[e]) + bias_out[e], [batch, tokens * width])
+            out = out * tf.cast(gates[:, slot[e]], x.dtype)[:, tf.newaxis]
+            y = out if y is None else y + out
+        return tf.reshape(y, tf.shape(x)), tf.ones([batch, self.num_experts], tf.float32)
 
 
 def build_sub_model(model: MultiTaskRanker, config: ExperimentConfig,
@@ -144,7 +192,7 @@ def build_sub_model(model: MultiTaskRanker, config: ExperimentConfig,
     pairs = parse_task_sentences(config, task_sentences)
     bottom = model.bottom
     if isinstance(model, SubModelRanker):
-        raise ValueError(f"build_sub_model: the model is already a sub-model (of {', '.join(model.task_sentences)});"
+        raise ValueError(f"build_sub_model: the model is already a sub-model (of {', '.join(model.names)});"
                          f" cut the full model instead")
     if not isinstance(bottom, SparseMoEBottom) or not bottom.moe.router.routes_by_task:
         raise ValueError(f"build_sub_model: the model's bottom is {type(bottom).__name__} with router "
@@ -161,7 +209,7 @@ def build_sub_model(model: MultiTaskRanker, config: ExperimentConfig,
         len(kept_experts), bottom.moe.top_k, bottom.moe.router.num_flows, bottom.moe.router.num_use_cases,
         task_ids=route_ids, route_experts=[[kept_experts.index(e) for e in row] for row in route_experts],
         route_gates=route_gates, task_sentences=names, name="frozen_route_router")
-    sub = SubModelRanker(**_sub_model_parts(model, router, kept_experts, tower_ids), task_sentences=names,
+    sub = SubModelRanker(**_sub_model_parts(model, router, kept_experts, tower_ids), task_sentences=pairs,
                          tower_key=model.tower_key, loss_weights=model.loss_weights, name=model.name,
                          dtype=model.dtype_policy)
     sub(_batch_of(config, pairs), training=False)  # creates the new variables before they are filled
@@ -174,7 +222,8 @@ def _sub_model_parts(model: MultiTaskRanker, router: FrozenRouteRouter, kept_exp
     """The constructor arguments of the sub-model: new bottom MoE and towers, the full model's other layers."""
     bottom, moe = model.bottom, model.bottom.moe
     experts = FeedForwardExperts.from_config({**moe.experts.get_config(), "num_experts": len(kept_experts)})
-    sub_moe = SparseMoE(experts, router, name=moe.name, dtype=moe.dtype_policy)
+    sub_moe = (SingleRouteMoE if router.has_one_route else SparseMoE)(experts, router, name=moe.name,
+                                                                      dtype=moe.dtype_policy)
     towers = MultiTaskTowers.from_config({**model.towers.get_config(), "num_towers": len(tower_ids)})
     parts = {name: getattr(model, name) for name in MultiTaskRanker._PARTS}
     return {**parts, "text_encoders": model.text_encoders,

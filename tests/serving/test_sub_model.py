@@ -17,7 +17,8 @@ from grec_tf.layers.routers import ROUTERS, FrozenRouteRouter
 from grec_tf.serving.model_registry import ModelRegistry
 from grec_tf.serving.rest_server import ServerThread
 from grec_tf.serving.signatures import export_model
-from grec_tf.serving.sub_model import build_sub_model, saved_model_sizes, sub_model_sizes
+from grec_tf.serving.sub_model import (SingleRouteMoE, SubModelRanker, build_sub_model, saved_model_sizes,
+                                      sub_model_sizes)
 from grec_tf.training import run_folder
 from pipelines import export as export_cli
 from tests.serving.conftest import Client
@@ -77,6 +78,8 @@ def test_sub_model_saved_model_scores_its_task_sentences_like_the_full_model(tmp
     sub = build_sub_model(model, experiment.config, KEPT)
     assert sub.towers.towers.num_towers == tower_count
     assert sub.bottom.moe.router.weights == []  # the routes are constants
+    # two task sentences routed alike need no dispatch either
+    assert isinstance(sub.bottom.moe, SingleRouteMoE) == sub.bottom.moe.router.has_one_route
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +109,9 @@ def test_one_task_sentence_holds_k_of_e_experts_and_fewer_parameters_and_bytes(o
     # what was left out: the other experts, the router's kernel and embeddings, the other towers
     assert sizes["full"]["params"] - sizes["sub"]["params"] > sizes["full"]["expert_params"] / 2
     assert sizes["sub"]["bytes"] < sizes["full"]["bytes"]
+    # one route: its k experts run on the whole batch, without dispatch
+    sub = build_sub_model(one_task_sentence["model"], one_task_sentence["config"], ["AAL/CVR"])
+    assert isinstance(sub.bottom.moe, SingleRouteMoE) and sub.bottom.moe.num_experts == 2
     print("\nsub-model sizes (tiny, E=4, k=2, one task sentence):", sizes)
 
 
@@ -173,7 +179,8 @@ def test_task_sentences_are_checked_by_name():
     with pytest.raises(ConfigError, match="expected one or more FLOW/USE_CASE names"):
         build_sub_model(model, experiment.config, [])
     sub = build_sub_model(model, experiment.config, "EUP/CTR, EUP/CTR")  # a comma-separated string; repeats once
-    assert sub.task_sentences == ["EUP/CTR"]
+    assert sub.names == ["EUP/CTR"]
+    assert SubModelRanker.from_config(sub.get_config()).names == ["EUP/CTR"]  # serializable, every new layer
     with pytest.raises(ValueError, match="already a sub-model"):
         build_sub_model(sub, experiment.config, "EUP/CTR")
 

@@ -75,6 +75,11 @@ class FrozenRouteRouter(TaskIdRouter):
         """R, the number of frozen task ids."""
         return len(self.task_ids)
 
+    @property
+    def has_one_route(self) -> bool:
+        """Whether every frozen task id takes the same experts with the same gates."""
+        return len({(tuple(e), tuple(g)) for e, g in zip(self.route_experts, self.route_gates)}) == 1
+
     def gate_input_width(self, input_width: int) -> int:
         return self.num_frozen_routes
 

@@ -13,7 +13,7 @@ Splits, statistics and feature arrays are computed on first use and kept.
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -29,6 +29,7 @@ from grec_tf.data.sources import LoadedData, load_data
 from grec_tf.models.factory import build_ranker, validate_model_config
 from grec_tf.models.multi_task_ranker import MultiTaskRanker
 from grec_tf.serving.signatures import export_model
+from grec_tf.serving.sub_model import export_sub_model
 from grec_tf.training import run_folder
 from grec_tf.training.evaluation import evaluate_scores, predict_probabilities
 from grec_tf.training.expert_utilization import expert_utilization
@@ -105,8 +106,13 @@ class Experiment:
         scores = predict_probabilities(model, self.dataset(split))
         return evaluate_scores(self.splits[split], scores, self.config)
 
-    def export(self, model: tf.keras.Model, export_dir: str, version: Optional[int] = None) -> str:
-        """Writes ``{export_dir}/{model name}/{version}`` atomically (next version by default); returns it."""
+    def export(self, model: tf.keras.Model, export_dir: str, version: Optional[int] = None,
+               task_sentences: Optional[Union[str, Sequence[str]]] = None) -> str:
+        """Writes ``{export_dir}/{model name}/{version}`` atomically (next version by default); returns it.
+        ``task_sentences`` ("FLOW/USE_CASE" names, a list or one comma-separated string): export only the
+        sub-model serving them (:mod:`grec_tf.serving.sub_model`: their experts and towers, routes frozen)."""
+        if task_sentences is not None:
+            return export_sub_model(model, self.config, task_sentences, export_dir, version)
         return export_model(model, self.config, export_dir, version)
 
     def train(self, out_dir: str, callbacks: Sequence[tf.keras.callbacks.Callback] = (),

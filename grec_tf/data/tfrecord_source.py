@@ -21,7 +21,6 @@ only the few columns the metrics need.
 from __future__ import annotations
 
 import dataclasses
-import glob
 import json
 import os
 from typing import Dict, Iterator, List, Mapping, Optional
@@ -95,10 +94,10 @@ def _folder(config: ExperimentConfig) -> str:
 def read_manifest(config: ExperimentConfig) -> Dict:
     """The folder's ``manifest.json``, after checking that it was made for ``config``'s data contract."""
     path = os.path.join(_folder(config), MANIFEST_FILE)
-    if not os.path.isfile(path):
+    if not tf.io.gfile.exists(path):
         raise DataError(f"not found; expected the output folder of python -m pipelines.preprocess at data.path "
                         f"({config.data.path})", file=path)
-    with open(path) as handle:
+    with tf.io.gfile.GFile(path) as handle:
         manifest = json.load(handle)
     made_for, wanted = manifest["contract"], data_contract(config)
     for key in wanted:
@@ -112,7 +111,7 @@ def read_manifest(config: ExperimentConfig) -> Dict:
 def read_statistics(config: ExperimentConfig) -> FeatureStatistics:
     """The training split's statistics the preprocessing pipeline wrote (``statistics.json``)."""
     read_manifest(config)
-    with open(os.path.join(_folder(config), STATISTICS_FILE)) as handle:
+    with tf.io.gfile.GFile(os.path.join(_folder(config), STATISTICS_FILE)) as handle:
         return FeatureStatistics.from_dict(json.load(handle))
 
 
@@ -123,7 +122,7 @@ def read_feature_spec(config: ExperimentConfig) -> FeatureSpec:
     from tensorflow_transform.tf_metadata import schema_utils
 
     path = os.path.join(_folder(config), SCHEMA_FILE)
-    with open(path) as handle:
+    with tf.io.gfile.GFile(path) as handle:
         schema = text_format.Parse(handle.read(), schema_pb2.Schema())
     return dict(schema_utils.schema_as_feature_spec(schema).feature_spec)
 
@@ -131,7 +130,7 @@ def read_feature_spec(config: ExperimentConfig) -> FeatureSpec:
 def shard_files(config: ExperimentConfig, split: str) -> List[str]:
     """The sorted ``.tfrecord.gz`` shards of ``split``; DataError naming the folder when there are none."""
     folder = os.path.join(_folder(config), split)
-    files = sorted(glob.glob(os.path.join(folder, f"*{SHARD_SUFFIX}")))
+    files = sorted(tf.io.gfile.glob(os.path.join(folder, f"*{SHARD_SUFFIX}")))
     if not files:
         raise DataError(f"no *{SHARD_SUFFIX} shards of the {split} split; expected the output of "
                         f"python -m pipelines.preprocess", file=folder)

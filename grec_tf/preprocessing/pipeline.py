@@ -1,13 +1,19 @@
 """The Beam preprocessing pipeline: long tables -> validated ``tf.Example`` shards + tf.Transform analysis.
 
-For each split (the three files :func:`grec_tf.data.sources.split_files` names: preprocessing takes already
-split data, it does not split): read chunks (:class:`~grec_tf.preprocessing.long_tables.ReadLongTables`),
-validate them (:func:`~grec_tf.preprocessing.row_checks.check_chunk`), encode the valid rows
-(:class:`~grec_tf.preprocessing.examples.ExampleEncoder`) and write ``DIR/{split}/part-*.tfrecord.gz``; rows
-per split go to ``DIR/row_counts``. The training examples also feed tf.Transform's ``AnalyzeDataset``
-(through tfx-bsl's ``TFExampleBeamRecord``), whose output is written to ``DIR/transform_output``. After the
-run, ``DIR/statistics.json`` is read back from that output and ``DIR/manifest.json`` records what was done
-(:mod:`grec_tf.data.tfrecord_source` describes the folder).
+Two Beam pipelines run one after the other:
+
+1. for each split (the three files :func:`grec_tf.data.sources.split_files` names: preprocessing takes already
+   split data, it does not split): read chunks (:class:`~grec_tf.preprocessing.long_tables.ReadLongTables`),
+   validate them (:func:`~grec_tf.preprocessing.row_checks.check_chunk`), encode the valid rows
+   (:class:`~grec_tf.preprocessing.examples.ExampleEncoder`) and write ``DIR/{split}/part-*.tfrecord.gz``, the
+   row count to ``DIR/row_counts`` and the rejected rows to the dead-letter folder;
+2. tf.Transform's ``AnalyzeDataset`` over the written training shards (read by tfx-bsl's ``TFExampleRecord``),
+   written to ``DIR/transform_output``.
+
+A bad row thus fails the first, small pipeline before tf.Transform's graph (hundreds of transforms) is built,
+and the analysis reads examples exactly as training will. Then ``DIR/statistics.json`` is read back from the
+transform output and ``DIR/manifest.json`` records what was done (:mod:`grec_tf.data.tfrecord_source`
+describes the folder).
 
 Runner options pass through to Beam unchanged (DirectRunner by default).
 """
@@ -16,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Dict, Iterator, Optional, Sequence
+from typing import Callable, Dict, Iterator, Optional, Sequence
 
 import apache_beam as beam
 import tensorflow as tf
@@ -64,8 +70,8 @@ def _count_to(pcoll, path: str, label: str) -> None:
          | f"Save{label}Count" >> beam.Map(lambda n: _write_json(path, n)))
 
 
-def _split_branch(p, split: str, file: str, out: str, encode: CheckAndEncode, dead_letter: Optional[str]):
-    """Reads, checks and writes one split; returns its serialized examples."""
+def _split_branch(p, split: str, file: str, out: str, encode: CheckAndEncode, dead_letter: Optional[str]) -> None:
+    """Reads, checks and writes one split, its row count and its dead letters."""
     parts = (p | f"Read{split}" >> ReadLongTables([file])
              | f"Check{split}" >> beam.ParDo(encode).with_outputs(DEAD_LETTERS, main="examples"))
     examples = parts.examples
@@ -77,17 +83,24 @@ def _split_branch(p, split: str, file: str, out: str, encode: CheckAndEncode, de
         _ = (letters | f"Json{split}" >> beam.Map(json.dumps)
              | f"DeadLetters{split}" >> beam.io.WriteToText(os.path.join(dead_letter, split), file_name_suffix=".jsonl"))
         _count_to(letters, os.path.join(out, ROW_COUNTS, f"{split}_dead_letters.json"), f"{split}DeadLetters")
-    return examples
 
 
-def _analyze(train_examples, config: ExperimentConfig, schema, out: str) -> None:
+def _analyze_in_context(p, config: ExperimentConfig, schema, out: str) -> None:
+    import tensorflow_transform.beam as tft_beam
+
+    with tft_beam.Context(temp_dir=os.path.join(out, TEMP)):
+        _analyze(p, config, schema, out)
+
+
+def _analyze(p, config: ExperimentConfig, schema, out: str) -> None:
+    """tf.Transform's analysis of the written training shards, read by tfx-bsl's ``TFExampleRecord``."""
     import tensorflow_transform.beam as tft_beam
     from tfx_bsl.public import tfxio
 
     from grec_tf.preprocessing.analysis import preprocessing_fn
 
-    source = tfxio.TFExampleBeamRecord(physical_format="inmem", schema=schema)
-    batches = train_examples | "Batches" >> source.BeamSource()
+    source = tfxio.TFExampleRecord(os.path.join(out, "train", f"*{SHARD_SUFFIX}"), schema=schema)
+    batches = p | "ReadTrain" >> source.BeamSource()
     transform_fn = (batches, source.TensorAdapterConfig()) | "Analyze" >> tft_beam.AnalyzeDataset(
         preprocessing_fn(config))
     _ = transform_fn | "WriteTransform" >> tft_beam.WriteTransformFn(os.path.join(out, TRANSFORM_OUTPUT))
@@ -113,16 +126,11 @@ def _remove(path: str) -> None:
         tf.io.gfile.remove(path)
 
 
-def _run_pipeline(config: ExperimentConfig, files: Dict[str, str], out: str, schema, with_oracle: bool,
-                  beam_args: Sequence[str], dead_letter: Optional[str]) -> None:
-    import tensorflow_transform.beam as tft_beam
-
-    encode = CheckAndEncode(config, with_oracle, keep_going=bool(dead_letter))
+def _run(build: Callable[[beam.Pipeline], None], beam_args: Sequence[str]) -> None:
+    """Builds and runs one pipeline; a DataError it fails on is raised as such (see :func:`located_data_error`)."""
     try:
         with beam.Pipeline(options=PipelineOptions(list(beam_args))) as p:
-            with tft_beam.Context(temp_dir=os.path.join(out, TEMP)):
-                examples = {split: _split_branch(p, split, files[split], out, encode, dead_letter) for split in SPLITS}
-                _analyze(examples["train"], config, schema, out)
+            build(p)
     except Exception as err:
         located = located_data_error(err)
         if located is None:
@@ -157,12 +165,15 @@ def run_preprocessing(config: ExperimentConfig, out: str, beam_args: Sequence[st
     for name in _OWNED:  # what an earlier run wrote (only the paths this pipeline owns)
         _remove(os.path.join(out, name))
     tf.io.gfile.makedirs(out)
-    _run_pipeline(config, files, out, schema, with_oracle, beam_args, dead_letter)
-    _remove(os.path.join(out, TEMP))
+    encode = CheckAndEncode(config, with_oracle, keep_going=bool(dead_letter))
+    # Two pipelines: a bad row fails the first, cheap one before tf.Transform's large graph is built.
+    _run(lambda p: [_split_branch(p, split, files[split], out, encode, dead_letter) for split in SPLITS], beam_args)
     rows = {split: _read_count(out, split) for split in SPLITS}
     for split in SPLITS:
         if rows[split] == 0:
             raise DataError(f"the {split} split has no valid rows; expected at least one", file=files[split])
+    _run(lambda p: _analyze_in_context(p, config, schema, out), beam_args)
+    _remove(os.path.join(out, TEMP))
     with tf.io.gfile.GFile(os.path.join(out, SCHEMA_FILE), "w") as handle:
         handle.write(text_format.MessageToString(schema))
     statistics = statistics_from_transform_output(reading_config(config, out))

@@ -85,13 +85,6 @@ def _split_branch(p, split: str, file: str, out: str, encode: CheckAndEncode, de
         _count_to(letters, os.path.join(out, ROW_COUNTS, f"{split}_dead_letters.json"), f"{split}DeadLetters")
 
 
-def _analyze_in_context(p, config: ExperimentConfig, schema, out: str) -> None:
-    import tensorflow_transform.beam as tft_beam
-
-    with tft_beam.Context(temp_dir=os.path.join(out, TEMP)):
-        _analyze(p, config, schema, out)
-
-
 def _analyze(p, config: ExperimentConfig, schema, out: str) -> None:
     """tf.Transform's analysis of the written training shards, read by tfx-bsl's ``TFExampleRecord``."""
     import tensorflow_transform.beam as tft_beam
@@ -100,10 +93,11 @@ def _analyze(p, config: ExperimentConfig, schema, out: str) -> None:
     from grec_tf.preprocessing.analysis import preprocessing_fn
 
     source = tfxio.TFExampleRecord(os.path.join(out, "train", f"*{SHARD_SUFFIX}"), schema=schema)
-    batches = p | "ReadTrain" >> source.BeamSource()
-    transform_fn = (batches, source.TensorAdapterConfig()) | "Analyze" >> tft_beam.AnalyzeDataset(
-        preprocessing_fn(config))
-    _ = transform_fn | "WriteTransform" >> tft_beam.WriteTransformFn(os.path.join(out, TRANSFORM_OUTPUT))
+    with tft_beam.Context(temp_dir=os.path.join(out, TEMP)):
+        batches = p | "ReadTrain" >> source.BeamSource()
+        transform_fn = (batches, source.TensorAdapterConfig()) | "Analyze" >> tft_beam.AnalyzeDataset(
+            preprocessing_fn(config))
+        _ = transform_fn | "WriteTransform" >> tft_beam.WriteTransformFn(os.path.join(out, TRANSFORM_OUTPUT))
 
 
 def located_data_error(err: BaseException) -> Optional[DataError]:
@@ -124,6 +118,20 @@ def _remove(path: str) -> None:
         tf.io.gfile.rmtree(path)
     elif tf.io.gfile.exists(path):
         tf.io.gfile.remove(path)
+
+
+def _clear_previous_run(out: str, dead_letter: Optional[str]) -> None:
+    """Removes what an earlier run wrote (only the paths this pipeline owns), so no stale shard is read."""
+    for name in _OWNED:
+        _remove(os.path.join(out, name))
+    for split in SPLITS if dead_letter else ():
+        for path in tf.io.gfile.glob(os.path.join(dead_letter, f"{split}-*.jsonl")):
+            tf.io.gfile.remove(path)
+
+
+def _write_text(path: str, text: str) -> None:
+    with tf.io.gfile.GFile(path, "w") as handle:
+        handle.write(text)
 
 
 def _run(build: Callable[[beam.Pipeline], None], beam_args: Sequence[str]) -> None:
@@ -162,8 +170,7 @@ def run_preprocessing(config: ExperimentConfig, out: str, beam_args: Sequence[st
     files, origin, split_mode = split_files(config, default_dir)
     with_oracle = ORACLE_COLUMN in table_columns(files["train"])
     schema = example_schema(config, with_oracle)
-    for name in _OWNED:  # what an earlier run wrote (only the paths this pipeline owns)
-        _remove(os.path.join(out, name))
+    _clear_previous_run(out, dead_letter)
     tf.io.gfile.makedirs(out)
     encode = CheckAndEncode(config, with_oracle, keep_going=bool(dead_letter))
     # Two pipelines: a bad row fails the first, cheap one before tf.Transform's large graph is built.
@@ -172,16 +179,13 @@ def run_preprocessing(config: ExperimentConfig, out: str, beam_args: Sequence[st
     for split in SPLITS:
         if rows[split] == 0:
             raise DataError(f"the {split} split has no valid rows; expected at least one", file=files[split])
-    _run(lambda p: _analyze_in_context(p, config, schema, out), beam_args)
+    _run(lambda p: _analyze(p, config, schema, out), beam_args)
     _remove(os.path.join(out, TEMP))
-    with tf.io.gfile.GFile(os.path.join(out, SCHEMA_FILE), "w") as handle:
-        handle.write(text_format.MessageToString(schema))
+    _write_text(os.path.join(out, SCHEMA_FILE), text_format.MessageToString(schema))
     statistics = statistics_from_transform_output(reading_config(config, out))
-    with tf.io.gfile.GFile(os.path.join(out, STATISTICS_FILE), "w") as handle:
-        json.dump(statistics.to_dict(), handle)
+    _write_text(os.path.join(out, STATISTICS_FILE), json.dumps(statistics.to_dict()))
     dead = {split: _read_count(out, f"{split}_dead_letters") for split in SPLITS} if dead_letter else None
     manifest = {"origin": origin, "split_mode": split_mode, "files": files, "rows": rows, "dead_letter_rows": dead,
                 "dead_letter_folder": dead_letter, "contract": data_contract(config)}
-    with tf.io.gfile.GFile(os.path.join(out, MANIFEST_FILE), "w") as handle:
-        json.dump(manifest, handle, indent=1)
+    _write_text(os.path.join(out, MANIFEST_FILE), json.dumps(manifest, indent=1))
     return manifest

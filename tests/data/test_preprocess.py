@@ -77,3 +77,26 @@ def test_preprocessing_needs_split_files(tmp_path, capsys):
     code = main(["--set", "data.source=parquet", "--set", f"data.path={one_file}", "--out", str(tmp_path / "o")])
     assert code == 2
     assert f"file {one_file}: expected a folder with train, valid and test files" in capsys.readouterr().err
+
+
+def test_csv_chunks_know_their_file_rows_and_errors_name_them(tmp_path):
+    from grec_tf.config import parse_config
+    from grec_tf.preprocessing.long_tables import read_unit, work_units
+    from grec_tf.preprocessing.row_checks import check_chunk
+
+    frame = write_split_tables(tmp_path)["train"][["flow", "use_case", "label", "customer_id", "plan", "tenure"]]
+    frame = frame.iloc[:10].copy()
+    frame.loc[6, "label"] = 2
+    path = tmp_path / "train.csv"
+    frame.to_csv(path, index=False)
+    config = parse_config({"data": {"source": "csv", "flows": ["AAL", "EUP"], "use_cases": ["CTR", "CVR"]},
+                           "features": [{"name": "plan", "kind": "categorical"},
+                                        {"name": "tenure", "kind": "numerical"}]})
+    (unit,) = work_units(str(path))
+    chunks = list(read_unit(unit, chunk_rows=4))
+    assert [c.first_row for c in chunks] == [0, 4, 8]
+    assert check_chunk(chunks[0], config, keep_going=False).frame.shape == (4, 6)
+    with pytest.raises(DataError, match=rf"^file {path}, column 'label', row 6: label 2; expected 0 or 1$"):
+        check_chunk(chunks[1], config, keep_going=False)
+    kept = check_chunk(chunks[1], config, keep_going=True)
+    assert len(kept.frame) == 3 and [letter["row"] for letter in kept.dead_letters] == [6]

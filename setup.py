@@ -17,6 +17,7 @@ setup(
         "tensorflow-text==2.21.*",
         "tensorflow-hub==0.16.*",
         "tfx-bsl==1.21.*",
+        "tensorflow-transform==1.21.*",  # the Beam preprocessing pipeline (pipelines.preprocess)
         "pandas",
         "pyarrow",
         "PyYAML",

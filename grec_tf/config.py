@@ -57,6 +57,7 @@ DATA_KEYS_BY_SOURCE: Dict[str, Tuple[str, ...]] = {
     "adult": (),
     "csv": (),
     "parquet": (),
+    "tfrecord": (),  # the output folder of pipelines.preprocess (statistics and splits are already there)
 }
 DATA_SOURCES = tuple(DATA_KEYS_BY_SOURCE)
 # How the loader obtained train/valid/test -> which split fractions it used.
@@ -193,12 +194,14 @@ class DataConfig(_Section):
     SECTION = "data"
 
     source: str = setting("telecom", help="Which loader reads the data: telecom (the embedded synthetic "
-                                          "generator), a public dataset (aliexpress, census_income, adult) or "
-                                          "your own long-format table (csv, parquet).",
+                                          "generator), a public dataset (aliexpress, census_income, adult), "
+                                          "your own long-format table (csv, parquet), or tfrecord: the "
+                                          "output folder of python -m pipelines.preprocess, streamed.",
                           example="parquet", choices=DATA_SOURCES)
     path: Optional[str] = setting(None, help="A file, or a folder with train/valid/test files (or a "
                                              "release's train and test files). telecom: the folder the "
-                                             "generated splits are written to.",
+                                             "generated splits are written to. tfrecord: the folder "
+                                             "pipelines.preprocess wrote (--out).",
                                   example="data/my_events.parquet")
     rows: int = setting(50_000, help="telecom: impressions to generate.", example=200_000, bounds=AT_LEAST_1)
     seed: int = setting(0, help="Seed of the split, of the training shuffle and of the telecom generator.",
@@ -223,7 +226,9 @@ class DataConfig(_Section):
                               example=512, bounds=AT_LEAST_1)
     shuffle_buffer: int = setting(10_000_000, help="Window of the training shuffle, in rows. Row indices are "
                                   "shuffled (8 bytes a row), so a window at least as large as the training "
-                                  "split, the default up to 10M rows, is a full permutation every epoch.",
+                                  "split, the default up to 10M rows, is a full permutation every epoch. "
+                                  "tfrecord: the window holds serialized examples (a few hundred bytes "
+                                  "each), so set it to what memory allows, e.g. 100000.",
                                   example=100_000, bounds=AT_LEAST_1)
 
     def _check(self) -> None:

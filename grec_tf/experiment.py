@@ -26,6 +26,7 @@ from grec_tf.data.feature_arrays import IMPRESSION_KEY, frame_to_arrays
 from grec_tf.data.feature_statistics import FeatureStatistics, compute_feature_statistics
 from grec_tf.data.input_specs import placeholder_batch
 from grec_tf.data.sources import LoadedData, load_data
+from grec_tf.data.tfrecord_source import evaluation_frame, read_statistics, tfrecord_dataset
 from grec_tf.models.factory import build_ranker, validate_model_config
 from grec_tf.models.multi_task_ranker import MultiTaskRanker
 from grec_tf.serving.signatures import export_model
@@ -69,9 +70,17 @@ class Experiment:
     @property
     def statistics(self) -> FeatureStatistics:
         """Vocabularies and normalization from the training split."""
+        if self._statistics is None and self.streams:
+            self.splits  # noqa: B018  (reads the folder's manifest first: it says how the splits came about)
+            self._statistics = read_statistics(self.config)
         if self._statistics is None:
             self._statistics = compute_feature_statistics(self.splits["train"], self.config)
         return self._statistics
+
+    @property
+    def streams(self) -> bool:
+        """True for ``data.source: tfrecord``: splits are streamed from preprocessed shards, never in memory."""
+        return self.config.data.source == "tfrecord"
 
     def arrays(self, split: str) -> Dict[str, np.ndarray]:
         """The model inputs (and ``label``) of a split as numpy arrays."""
@@ -86,6 +95,8 @@ class Experiment:
         the split's row order."""
         d = self.config.data
         size = batch_size or (d.batch_size if shuffle else max(d.batch_size, EVAL_BATCH))
+        if self.streams:  # TFRecord shards carry no impression_key: every row is encoded
+            return tfrecord_dataset(self.config, split, size, shuffle=shuffle)
         return make_dataset(self.arrays(split), size, shuffle=shuffle, shuffle_buffer=d.shuffle_buffer, seed=d.seed,
                             group_key=IMPRESSION_KEY)
 
@@ -104,7 +115,8 @@ class Experiment:
     def evaluate(self, model: tf.keras.Model, split: str = "test") -> Dict:
         """``{"test": metrics per task sentence and use case}`` (+ ``"oracle"`` when the data has one)."""
         scores = predict_probabilities(model, self.dataset(split))
-        return evaluate_scores(self.splits[split], scores, self.config)
+        frame = evaluation_frame(self.config, split) if self.streams else self.splits[split]
+        return evaluate_scores(frame, scores, self.config)
 
     def export(self, model: tf.keras.Model, export_dir: str, version: Optional[int] = None,
                task_sentences: Optional[Union[str, Sequence[str]]] = None) -> str:

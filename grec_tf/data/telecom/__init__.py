@@ -25,7 +25,7 @@ impressions take well under a minute.
 """
 from grec_tf.data.telecom.ceiling import ceiling_probabilities
 from grec_tf.data.telecom.dataset import dataset_card, ensure_dataset, format_card, read_card, write_dataset
-from grec_tf.data.telecom.label_model import observed_logits, price_sensitivity_mean
+from grec_tf.data.telecom.label_model import observed_funnel, price_sensitivity_mean
 from grec_tf.data.telecom.schema import (
     COLUMNS, CONTEXT_CATEGORICAL, CONTEXT_NUMERICAL, FEATURE_COLUMNS, FLOWS, GENERATOR_VERSION, ITEM_CATEGORICAL,
     ITEM_EMBEDDINGS, ITEM_NUMERICAL, ITEM_TEXT, MAX_SEQUENCE_LENGTH, SCHEMA, SEQUENCE_COLUMNS, SPLITS,
@@ -37,5 +37,5 @@ __all__ = [
     "CONTEXT_CATEGORICAL", "CONTEXT_NUMERICAL", "TEXT_COLUMNS", "SEQUENCE_COLUMNS", "ITEM_CATEGORICAL",
     "ITEM_NUMERICAL", "ITEM_TEXT", "ITEM_EMBEDDINGS", "FEATURE_COLUMNS", "MAX_SEQUENCE_LENGTH", "VECTOR_DIM",
     "generate_tables", "generate_frames", "dataset_card", "write_dataset", "ensure_dataset",
-    "read_card", "format_card", "observed_logits", "price_sensitivity_mean", "ceiling_probabilities",
+    "read_card", "format_card", "observed_funnel", "price_sensitivity_mean", "ceiling_probabilities",
 ]

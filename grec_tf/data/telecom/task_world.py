@@ -154,7 +154,6 @@ def _event_intercepts(num_flows: int, extra: Tuple[ExtraUseCase, ...]) -> np.nda
     return out
 
 
-@functools.lru_cache(maxsize=None)
 def task_world(num_flows: int = DEFAULT_FLOWS, num_use_cases: int = DEFAULT_USE_CASES) -> TaskWorld:
     """The world of ``num_flows`` (>= 3) flows x ``num_use_cases`` (4 .. :data:`MAX_USE_CASES`) use cases.
 
@@ -167,12 +166,17 @@ def task_world(num_flows: int = DEFAULT_FLOWS, num_use_cases: int = DEFAULT_USE_
                 (high is not None and value > high):
             upper = f" and <= {high}" if high is not None else ""
             raise DataError(f"telecom task world: {name} must be an integer >= {low}{upper}, got {value!r}")
+    return _build_world(int(num_flows), int(num_use_cases))
+
+
+@functools.lru_cache(maxsize=None)
+def _build_world(num_flows: int, num_use_cases: int) -> TaskWorld:
     flows = FLOWS + tuple(f"F{k + 1}" for k in range(DEFAULT_FLOWS, num_flows))
     extra = EXTRA_USE_CASES[:num_use_cases - DEFAULT_USE_CASES]
     use_cases = USE_CASES + tuple(case.name for case in extra)
     sparse = tuple(u in SPARSE_DEFAULT_USE_CASES for u in USE_CASES) + tuple(case.sparse for case in extra)
-    return TaskWorld(flows, use_cases, sparse, extra, _flow_parameters(int(num_flows)),
-                     _event_intercepts(int(num_flows), extra))
+    return TaskWorld(flows, use_cases, sparse, extra, _flow_parameters(num_flows),
+                     _event_intercepts(num_flows, extra))
 
 
 #: Today's dataset: 3 flows x 4 use cases.

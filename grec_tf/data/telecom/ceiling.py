@@ -155,7 +155,8 @@ def _check_default_world(frame: pd.DataFrame) -> None:
     """DataError on a row of a larger task world's extra flows or use cases: the ceiling integrates
     the default world's label model only. (Default task sentences keep their exact distribution in a
     larger world, so their rows are accepted.)"""
-    for column, names, key in (("flow", FLOWS, "data.telecom_flows"), ("use_case", USE_CASES, "data.telecom_use_cases")):
+    for column, names, key in (("flow", FLOWS, "data.telecom_flows"),
+                               ("use_case", USE_CASES, "data.telecom_use_cases")):
         values = pd.unique(frame[column].to_numpy()) if column in frame.columns else []
         extra = [v for v in values if v not in names]
         if extra:

@@ -36,6 +36,7 @@ import tensorflow as tf
 
 from grec_tf.atomic_files import write_report
 from grec_tf.benchmarks.scaling import split_task_sentences
+from grec_tf.benchmarks.step_timing import machine_description
 from grec_tf.config import MODEL_TYPES, ExperimentConfig, apply_overrides, load_config, parse_config
 from grec_tf.data.sources import load_splits
 from grec_tf.data.telecom.task_world import task_world
@@ -176,6 +177,7 @@ def run(out_dir: str, config: str = "configs/telecom.yaml", overrides: str = "",
     base = load_config(config, [item for item in overrides.split(";") if item.strip()])
     ts = _ints(task_sentences)
     names, skipped = available_models([m.strip() for m in models.split(",") if m.strip()])
+    machine = machine_description()   # the load average before training
     points: Dict[str, Dict[str, dict]] = {}
     with tempfile.TemporaryDirectory(prefix="grec-tasks-") as work:
         for t in ts:
@@ -189,7 +191,8 @@ def run(out_dir: str, config: str = "configs/telecom.yaml", overrides: str = "",
     report = {"task_sentences": ts, "layout": {str(t): dict(zip(("flows", "use_cases"), split_task_sentences(t)))
                                                for t in ts},
               "world": {"flows": WORLD_FLOWS, "use_cases": WORLD_USE_CASES}, "config": base.to_dict(),
-              "models": points, "skipped": skipped, "growth": growth(points, ts), "quick": str(quick) == "1"}
+              "models": points, "skipped": skipped, "growth": growth(points, ts), "quick": str(quick) == "1",
+              "machine": machine}
     report["targets"] = tasks_targets(report["growth"])
     write_report(out_dir, "tasks", report, render_markdown(report))
     plot(report, os.path.join(out_dir, "tasks.png"))
@@ -232,6 +235,8 @@ def render_markdown(report: dict) -> str:
              f"Budget per model: {c['train']['epochs']} epochs max, batch {c['data']['batch_size']}; one tower per "
              "task sentence. Train ms/step is the median training step after the first (tracing); inference is "
              "one warm tf.function over the test split.", "",
+             f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores (shared), load average at "
+             f"start {', '.join(f'{v:.2f}' for v in report['machine']['load_average_at_start'])}.", "",
              "| T | model | mean AUC gap to oracle | sparse tasks' gap | train s | train ms/step | "
              "infer ms / 1k rows | params |", "|---|---|---|---|---|---|---|---|"]
     for t in ts:

@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 from grec_tf.data.telecom.schema import (
     CONTEXT_CATEGORICAL, CONTEXT_NUMERICAL, ITEM_CATEGORICAL, ITEM_EMBEDDINGS, ITEM_NUMERICAL, ITEM_TEXT, SCHEMA)
 from grec_tf.data.telecom.simulation import Impressions, Viewed, simulate
-from grec_tf.data.telecom.task_world import DEFAULT_WORLD, TaskWorld
+from grec_tf.data.telecom.task_world import DEFAULT_USE_CASES, DEFAULT_WORLD, TaskWorld
 from grec_tf.data.telecom.validation import check_generator_args
 from grec_tf.data.telecom.world import CHANNELS, DEVICE_OS, PLANS, REGIONS, fixed_world
 
@@ -60,10 +60,11 @@ def _row_labels(imp: Impressions, owner: np.ndarray, use_case: np.ndarray) -> Tu
     cases = [use_case == 0, use_case == 1, use_case == 2]
     label = np.select(cases, [c, c & a, a & b], default=c & a & b)
     oracle = np.select(cases, [pc_, pc_ * pa_, pa_ * pb_], default=pc_ * pa_ * pb_)
-    extra = use_case >= 4
+    extra = use_case >= DEFAULT_USE_CASES
     if extra.any():   # the task world's extra events: label and probability as drawn
-        label[extra] = lab.events[owner[extra], use_case[extra] - 4]
-        oracle[extra] = lab.p_events[owner[extra], use_case[extra] - 4]
+        event = use_case[extra] - DEFAULT_USE_CASES
+        label[extra] = lab.events[owner[extra], event]
+        oracle[extra] = lab.p_events[owner[extra], event]
     return label.astype(np.int64), oracle.astype(np.float64)
 
 

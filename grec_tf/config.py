@@ -51,7 +51,7 @@ TEXT_ENCODER_KEYS_BY_TYPE: Dict[str, Tuple[str, ...]] = {
     "hub": ("handle", "trainable"),
 }
 DATA_KEYS_BY_SOURCE: Dict[str, Tuple[str, ...]] = {
-    "telecom": ("rows",),
+    "telecom": ("rows", "telecom_flows", "telecom_use_cases"),
     "aliexpress": ("flow",),
     "census_income": (),
     "adult": (),
@@ -204,6 +204,15 @@ class DataConfig(_Section):
                                              "pipelines.preprocess wrote (--out).",
                                   example="data/my_events.parquet")
     rows: int = setting(50_000, help="telecom: impressions to generate.", example=200_000, bounds=AT_LEAST_1)
+    telecom_flows: int = setting(3, help="telecom: flows of the generated task world: AAL, EUP, NSE, then F4, "
+                                         "F5, ... (each extra flow behaves like AAL, EUP or NSE in turn, with its "
+                                         "own brand loyalty, price sensitivity and intercepts). data.flows picks "
+                                         "the flows used among them.", example=6, bounds=Bounds(3))
+    telecom_use_cases: int = setting(4, help="telecom: use cases of the generated task world: CTR, ATC, CVR, "
+                                             "CTCVR, then VIEW, COMPARE, SAVE, SHARE, CHAT, TRADEIN, ALERT, "
+                                             "PROTECT (COMPARE, SHARE, TRADEIN and PROTECT are sparse: rows only "
+                                             "on clicked impressions, like CVR). data.use_cases picks the use "
+                                             "cases used among them.", example=8, bounds=Bounds(4, 13))
     seed: int = setting(0, help="Seed of the split, of the training shuffle and of the telecom generator.",
                         example=7, bounds=AT_LEAST_0)
     flows: List[str] = setting(help="The flows (first half of a task sentence, e.g. a product journey or a "

@@ -1,7 +1,8 @@
 """``data.source`` -> validated long-format train/valid/test frames, and how they were split.
 
 - ``telecom``: the embedded generator; ``data.path`` (or the caller's default folder) holds
-  ``{train,valid,test}.parquet`` + ``card.json`` and is (re)generated when missing or stale.
+  ``{train,valid,test}.parquet`` + ``card.json`` and is (re)generated when missing or stale (another
+  size, seed or task world: ``data.telecom_flows`` x ``data.telecom_use_cases``).
 - ``aliexpress``, ``census_income``, ``adult``: the raw public files at ``data.path``; a folder with
   a train and a test file keeps the release's test split (valid is carved from train), a single file
   is split by ``data.group_column``.
@@ -105,6 +106,22 @@ def _long_table_files(folder: str) -> Optional[Dict[str, str]]:
     return None
 
 
+def _telecom_world(config: ExperimentConfig):
+    """The task world of ``data.telecom_flows`` x ``data.telecom_use_cases``; ConfigError when
+    ``data.flows`` / ``data.use_cases`` name a flow or use case it does not have."""
+    from grec_tf.data.telecom.task_world import task_world
+
+    d = config.data
+    world = task_world(d.telecom_flows, d.telecom_use_cases)
+    for key, chosen, names, size_key in (("flows", d.flows, world.flows, "telecom_flows"),
+                                         ("use_cases", d.use_cases, world.use_cases, "telecom_use_cases")):
+        unknown = [name for name in chosen if name not in names]
+        if unknown:
+            raise ConfigError(f"data.{key}: {unknown} not in the telecom task world of data.{size_key} = "
+                              f"{len(names)} ({', '.join(names)}); pick among those or raise data.{size_key}")
+    return world
+
+
 def _generated_files(config: ExperimentConfig, default_dir: Optional[str]) -> Tuple[Dict[str, str], str]:
     from grec_tf.data.telecom import ensure_dataset
 
@@ -112,9 +129,11 @@ def _generated_files(config: ExperimentConfig, default_dir: Optional[str]) -> Tu
     folder = d.path or default_dir
     if folder is None:
         raise ConfigError("data.path: a folder for the generated telecom data is required")
-    ensure_dataset(folder, d.rows, d.seed)
+    world = _telecom_world(config)
+    ensure_dataset(folder, d.rows, d.seed, world)
     files = {split: os.path.join(folder, f"{split}.parquet") for split in SPLITS}
-    origin = (f"telecom generator folder {folder} ({d.rows:,} impressions, seed {d.seed}; "
+    size = "" if world.is_default else f", task world {len(world.flows)} flows x {len(world.use_cases)} use cases"
+    origin = (f"telecom generator folder {folder} ({d.rows:,} impressions, seed {d.seed}{size}; "
               f"{_names(files)})")
     return files, origin
 

@@ -7,7 +7,7 @@ bottom it is given.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
@@ -23,6 +23,13 @@ ENCODED_TOKENS = TOKENS[:-1]
 #: batch entries the encoders do not read
 NOT_ENCODED = ("use_case", "label", IMPRESSION_KEY)
 TOWER_KEYS = ("use_case", "task_sentence")
+
+
+def task_sentences_per_use_case(flow: tf.Tensor, use_cases: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+    """(flow, use_case) [B * U] string of every row [B] paired with every use case [U], row-major (row i, use
+    case u at i * U + u): the rows ``score_use_cases`` scores."""
+    return (tf.repeat(flow, tf.shape(use_cases)[0], axis=0),
+            tf.tile(use_cases, [tf.shape(flow)[0]]))
 
 
 class TrainedExamples:
@@ -201,13 +208,10 @@ class MultiTaskRanker(tfrs.models.Model):
         (which may then be absent); the rows of the outputs are then B x U, row-major (row i, use case u at
         i * U + u), and the encoders still run once per input row."""
         encoded = self.encode_impressions(features, training=training)
-        flow = features["flow"]
-        if score_use_cases is None:
-            use_case = features["use_case"]
-        else:
-            copies = tf.shape(score_use_cases)[0]
-            encoded, flow = tf.repeat(encoded, copies, axis=0), tf.repeat(flow, copies, axis=0)
-            use_case = tf.tile(score_use_cases, [tf.shape(features["flow"])[0]])
+        flow, use_case = features["flow"], features.get("use_case")
+        if score_use_cases is not None:
+            encoded = tf.repeat(encoded, tf.shape(score_use_cases)[0], axis=0)
+            flow, use_case = task_sentences_per_use_case(flow, score_use_cases)
         return self.score(self.task_tokens(encoded, flow, use_case), training=training)
 
     def score(self, tokens: Dict[str, tf.Tensor], training=None) -> Dict[str, tf.Tensor]:

@@ -8,11 +8,11 @@ evaluation and export treat it like any other model, and its parameter count is 
 """
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import tensorflow as tf
 
-from grec_tf.models.multi_task_ranker import MultiTaskRanker
+from grec_tf.models.multi_task_ranker import MultiTaskRanker, task_sentences_per_use_case
 
 
 @tf.keras.utils.register_keras_serializable(package="grec_tf")
@@ -69,7 +69,13 @@ class SingleTaskRanker(MultiTaskRanker):
     ``logits`` of other towers, no ``routing``: a row runs one network only).
     """
 
-    def call(self, features: Dict[str, tf.Tensor], training=None) -> Dict[str, tf.Tensor]:
+    def call(self, features: Dict[str, tf.Tensor], training=None,
+             score_use_cases: Optional[tf.Tensor] = None) -> Dict[str, tf.Tensor]:
+        if score_use_cases is not None:  # no shared encoder: each (row, use case) runs its own network whole
+            copies = tf.shape(score_use_cases)[0]
+            flow, use_case = task_sentences_per_use_case(features["flow"], score_use_cases)
+            features = {**{name: tf.repeat(value, copies, axis=0) for name, value in features.items()},
+                        "flow": flow, "use_case": use_case}
         flow_id = self.task_embedding.flow_lookup(features["flow"])
         use_case_id = self.task_embedding.use_case_lookup(features["use_case"])
         logit = self.towers(features, self.tower_index(flow_id, use_case_id), training=training)

@@ -33,7 +33,7 @@ from grec_tf.errors import ConfigError
 from grec_tf.layers import FeedForwardExperts, SparseMoE
 from grec_tf.layers.routers import FrozenRouteRouter, frozen_routes
 from grec_tf.models.bottoms import SparseMoEBottom
-from grec_tf.models.multi_task_ranker import MultiTaskRanker
+from grec_tf.models.multi_task_ranker import MultiTaskRanker, task_sentences_per_use_case
 from grec_tf.models.multi_task_towers import MultiTaskTowers
 from grec_tf.serving.signatures import save_serving_model
 from grec_tf.serving.versioned_export import export_saved_model
@@ -127,17 +127,20 @@ class SubModelRanker(MultiTaskRanker):
         """The served task sentences as "FLOW/USE_CASE"."""
         return [f"{flow}/{use_case}" for flow, use_case in self.task_sentences]
 
-    def call(self, features: Dict[str, tf.Tensor], training=None) -> Dict[str, tf.Tensor]:
+    def call(self, features: Dict[str, tf.Tensor], training=None,
+             score_use_cases: Optional[tf.Tensor] = None) -> Dict[str, tf.Tensor]:
+        flow, use_case = ((features["flow"], features["use_case"]) if score_use_cases is None
+                          else task_sentences_per_use_case(features["flow"], score_use_cases))
         flows, use_cases = zip(*self.task_sentences)
-        served = tf.reduce_any(tf.logical_and(tf.equal(features["flow"][:, None], tf.constant(flows)[None, :]),
-                                              tf.equal(features["use_case"][:, None], tf.constant(use_cases)[None, :])),
-                               axis=1)  # [B]
+        served = tf.reduce_any(tf.logical_and(tf.equal(flow[:, None], tf.constant(flows)[None, :]),
+                                              tf.equal(use_case[:, None], tf.constant(use_cases)[None, :])),
+                               axis=1)  # [B] (or [B * U] rows scored)
         # The names of the refused rows are computed only when there are some.
         check = tf.cond(tf.reduce_all(served), lambda: tf.constant(True),
-                        lambda: self._refuse(features["flow"], features["use_case"], served))
+                        lambda: self._refuse(flow, use_case, served))
         with tf.control_dependencies([check]):
             features = {**features, "flow": tf.identity(features["flow"])}
-        return super().call(features, training=training)
+        return super().call(features, training=training, score_use_cases=score_use_cases)
 
     def _refuse(self, flow: tf.Tensor, use_case: tf.Tensor, served: tf.Tensor) -> tf.Tensor:
         asked = tf.unique(tf.boolean_mask(tf.strings.join([flow, use_case], separator="/"), ~served)).y

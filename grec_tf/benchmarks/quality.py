@@ -80,9 +80,10 @@ class NotApplicable(Exception):
     """A peer that cannot read this dataset (e.g. DeepCTR on multi-flow data): a note, not a crash."""
 
 
-def _variant(config: ExperimentConfig, name: str, seed: int) -> ExperimentConfig:
-    """``config`` with the variant's overrides and ``train.seed``; ConfigError when they do not fit."""
-    return parse_config(apply_overrides(config.to_dict(), VARIANTS[name] + [f"train.seed={seed}"]),
+def variant_config(config: ExperimentConfig, overrides: Sequence[str], seed: int, name: str) -> ExperimentConfig:
+    """``config`` with a variant's ``overrides`` and ``train.seed``; ConfigError (naming the variant) when they
+    do not fit."""
+    return parse_config(apply_overrides(config.to_dict(), list(overrides) + [f"train.seed={seed}"]),
                         source=f"variant {name}")
 
 
@@ -90,7 +91,7 @@ def grec_runs(name: str, base: Experiment, seeds: Sequence[int], work: str, verb
     """One GRec-TF variant trained per seed on ``base``'s splits and statistics (ConfigError: invalid here)."""
     runs = []
     for seed in seeds:
-        experiment = Experiment(_variant(base.config, name, seed), splits=base.splits, statistics=base.statistics)
+        experiment = Experiment(variant_config(base.config, VARIANTS[name], seed, name), splits=base.splits, statistics=base.statistics)
         metrics = experiment.train(os.path.join(work, f"{name}-{seed}"), verbose=verbose).metrics
         runs.append({"seed": seed, "test": metrics["test"], "train_seconds": metrics["train"]["seconds"],
                      "params": metrics["model"]["params"],
@@ -281,7 +282,7 @@ def _model_names(models: str) -> List[str]:
     return names
 
 
-def _base_config(config: str, overrides: str, quick: bool) -> ExperimentConfig:
+def base_config_of(config: str, overrides: str, quick: bool) -> ExperimentConfig:
     """The shared config: the file, the ``quick`` sizes (before the user's overrides, which win)."""
     user = [item for item in overrides.split(";") if item.strip()]
     if not quick:
@@ -299,7 +300,7 @@ def run(out_dir: str, config: str = "configs/telecom.yaml", overrides: str = "",
     names, seed_list, is_quick = _model_names(models), list(range(int(seeds))), _truthy(quick)
     if not seed_list:
         raise ValueError(f"option seeds: expected >= 1, got {seeds!r}")
-    base_config = _base_config(config, overrides, is_quick)
+    base_config = base_config_of(config, overrides, is_quick)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="grec-quality-") as work:
         base = Experiment(base_config, splits=load_splits(base_config, default_dir=os.path.join(work, "data")))

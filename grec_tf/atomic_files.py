@@ -51,3 +51,15 @@ def write_report(out_dir: str, name: str, results: Any, markdown: str) -> None:
     """A benchmark's ``{out_dir}/{name}.json`` and ``{out_dir}/{name}.md``, each written atomically."""
     write_json_atomic(os.path.join(out_dir, f"{name}.json"), results)
     write_text_atomic(os.path.join(out_dir, f"{name}.md"), markdown)
+
+
+def save_figure_atomic(figure, path: str, dpi: int = 110) -> None:
+    """Saves a matplotlib ``figure`` as the PNG ``path``, written whole and renamed into place (a reader never
+    sees half a PNG); closes the figure."""
+    import matplotlib.pyplot as plt
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    partial = path + ".partial.png"
+    figure.savefig(partial, dpi=dpi)
+    plt.close(figure)
+    os.replace(partial, path)

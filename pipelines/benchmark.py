@@ -15,6 +15,7 @@ BENCHMARKS = {
     "input_pipeline": "grec_tf.benchmarks.input_pipeline:run",
     "layers": "grec_tf.benchmarks.layers:run",
     "quality": "grec_tf.benchmarks.quality:run",
+    "routing": "grec_tf.benchmarks.routing:run",
     "scaling": "grec_tf.benchmarks.scaling:run",
     "serving": "grec_tf.benchmarks.serving:run",
     "tasks": "grec_tf.benchmarks.tasks:run",

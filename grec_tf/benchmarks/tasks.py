@@ -34,7 +34,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
-from grec_tf.atomic_files import write_report
+from grec_tf.atomic_files import save_figure_atomic, write_report
 from grec_tf.benchmarks.scaling import split_task_sentences
 from grec_tf.benchmarks.step_timing import machine_description
 from grec_tf.config import MODEL_TYPES, ExperimentConfig, apply_overrides, load_config, parse_config
@@ -290,11 +290,7 @@ def plot(report: dict, path: str) -> None:
         axis.grid(alpha=0.3)
     axes[0].legend()
     figure.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    partial = path + ".partial.png"   # written whole, then renamed: a reader never sees half a PNG
-    figure.savefig(partial, dpi=110)
-    plt.close(figure)
-    os.replace(partial, path)
+    save_figure_atomic(figure, path)
 
 
 __all__ = ["run", "task_config", "train_point", "growth", "tasks_targets", "render_markdown", "plot"]

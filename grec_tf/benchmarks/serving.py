@@ -310,7 +310,8 @@ def run_serving_benchmark(model_base_path: str, model_name: str, make_batch: Cal
                           *, signature_name: str = "serving_default", batch_sizes: Sequence[int] = (1, 256),
                           seconds: float = 3.0, concurrency: int = 4, repeats: int = 3,
                           server_threads: Optional[int] = None,
-                          thread_pools: Sequence[Tuple[int, int]] = ((0, 0),)) -> dict:
+                          thread_pools: Sequence[Tuple[int, int]] = ((0, 0),),
+                          sub_model: Optional[Tuple[str, str, float]] = None) -> dict:
     """Benchmark the gRPC and REST APIs against in-process calls; write serving.json and serving.md to ``out_dir``.
 
     Args:
@@ -327,6 +328,8 @@ def run_serving_benchmark(model_base_path: str, model_name: str, make_batch: Cal
       server_threads: ``--rest_api_num_threads`` and ``--grpc_max_threads`` of the server (default: the server's).
       thread_pools: ``(intra_op, inter_op)`` TF thread-pool sizes to measure, each given to both sides
         (0 = TensorFlow's choice); the targets are judged on the first.
+      sub_model: ``(SavedModel folder, "FLOW/USE_CASE", k / E)`` of a one-task-sentence sub-model exported from
+        the same model, compared in-process with the full model on rows of that task sentence.
     """
     version = _latest_version(model_base_path)
     saved_model = os.path.join(model_base_path, str(version))
@@ -346,7 +349,9 @@ def run_serving_benchmark(model_base_path: str, model_name: str, make_batch: Cal
                 if pools == pool_settings[0]:
                     score_all = _score_all_vs_default(caller, largest, seconds, repeats)
             results += [dict(row, thread_pools=_pools_label(pools)) for row in rows]
-    sub_model_rows, sub_model_targets = sub_model_comparison(model_base_path, model_name, batches)
+    sub_model_rows, sub_model_targets = (
+        sub_model_comparison(saved_model, sub_model, make_batch, batch_sizes, seconds, concurrency, repeats,
+                             pool_settings[0]) if sub_model else ([], {}))
     targets = {**serving_targets(results, score_all, _pools_label(pool_settings[0]), largest), **sub_model_targets}
     report = {
         "benchmark": "serving",
@@ -361,15 +366,56 @@ def run_serving_benchmark(model_base_path: str, model_name: str, make_batch: Cal
     return report
 
 
-def sub_model_comparison(model_base_path: str, model_name: str,
-                         batches: Dict[int, Dict[str, np.ndarray]]) -> Tuple[List[dict], Dict[str, dict]]:
-    """Rows and targets of the full model vs a one-task-sentence sub-model (issue 14: a sub-model of
-    GRec 8/4 holds k/E of the expert parameters, and serves at >= 1.0 x the full model's in-process
-    throughput for its task sentence; rows report total parameters and SavedModel bytes of both).
+def sub_model_comparison(full_model: str, sub_model: Tuple[str, str, float], make_batch: Callable[[int], dict],
+                         batch_sizes: Sequence[int], seconds: float, concurrency: int, repeats: int,
+                         pools: Tuple[int, int]) -> Tuple[List[dict], Dict[str, dict]]:
+    """The full model vs its one-task-sentence sub-model, in-process, on rows of that task sentence: sizes
+    (:func:`~grec_tf.serving.sub_model.sub_model_sizes`) and throughput at each batch size (interleaved rounds,
+    median). Targets: the sub-model holds k/E of the expert parameters, and serves at >= 1.0 x the full model's
+    in-process throughput at the largest batch."""
+    from grec_tf.serving.sub_model import sub_model_sizes
 
-    The hook where per-task-sentence sub-model export plugs in; until it does, no rows and no
-    targets, and ``serving.md`` says the comparison was not run."""
-    return [], {}
+    sub_dir, task_sentence, expert_fraction = sub_model
+    flow, use_case = task_sentence.split("/")
+    batches = {n: {**{k: np.asarray(v) for k, v in make_batch(n).items()},
+                   "flow": np.full(n, flow, dtype=object), "use_case": np.full(n, use_case, dtype=object)}
+               for n in batch_sizes}
+    with tempfile.TemporaryDirectory(prefix="grec-sub-model-bench-") as work:
+        batches_file = os.path.join(work, "batches.pkl")
+        with open(batches_file, "wb") as f:
+            pickle.dump(batches, f)
+        callers = {name: _SavedModelCaller(path, "serving_default", batches_file, pools)
+                   for name, path in (("full", full_model), ("sub", sub_dir))}
+        try:
+            rows = [_sub_model_row(callers, n, seconds, concurrency, repeats) for n in batch_sizes]
+        finally:
+            for caller in callers.values():
+                caller.close()
+    sizes = sub_model_sizes(full_model, sub_dir)
+    largest = rows[-1]
+    targets = {
+        "sub_model_expert_params_vs_full_equals_k_over_E": {
+            "value": sizes["ratio"]["expert_params"], "limit": expert_fraction,
+            "pass": bool(abs(sizes["ratio"]["expert_params"] - expert_fraction) < 1e-9)},
+        f"sub_model_throughput_vs_full_b{largest['batch']}": _target(largest["throughput_ratio"], 1.0, True)}
+    return [{"task_sentence": task_sentence, "sizes": sizes, "throughput": rows}], targets
+
+
+def _sub_model_row(callers: Dict[str, "_SavedModelCaller"], n: int, seconds: float, concurrency: int,
+                   repeats: int) -> dict:
+    """Rows/s of the full and the sub-model at batch ``n`` (median of interleaved rounds) and the largest
+    output difference between them."""
+    outputs = {name: np.asarray(caller.ask(op="predict", batch=n)["outputs"]["probability"])
+               for name, caller in callers.items()}
+    rounds: Dict[str, List[float]] = {name: [] for name in callers}
+    for _ in range(max(1, int(repeats))):
+        for name, caller in callers.items():
+            rounds[name].append(caller.ask(op="throughput", batch=n, threads=concurrency,
+                                           seconds=seconds)["requests_per_s"] * n)
+    rates = {name: float(np.median(values)) for name, values in rounds.items()}
+    return {"batch": n, "full_rows_per_s": rates["full"], "sub_rows_per_s": rates["sub"],
+            "throughput_ratio": rates["sub"] / rates["full"],
+            "max_abs_diff": float(np.max(np.abs(outputs["sub"] - outputs["full"])))}
 
 
 def _target(value: Optional[float], limit: float, at_least: bool) -> dict:
@@ -477,11 +523,20 @@ def _score_all_lines(report: dict) -> List[str]:
 
 
 def _sub_model_lines(report: dict) -> List[str]:
+    lines = ["## Full model vs one-task-sentence sub-model", ""]
     if not report["sub_models"]:
-        return ["## Full model vs one-task-sentence sub-model", "",
-                "Not run: `grec_tf.benchmarks.serving.sub_model_comparison` has no sub-model export to measure yet."]
-    return ["## Full model vs one-task-sentence sub-model", "", "```", json.dumps(report["sub_models"], indent=1),
-            "```"]
+        return lines + ["Not run: the benchmarked model was given (`model_base_path`) or its routing cannot be "
+                        "extracted (only task and task-sentence routings can)."]
+    for entry in report["sub_models"]:
+        sizes = entry["sizes"]
+        lines += [f"Task sentence `{entry['task_sentence']}`, in-process on rows of that task sentence.", "",
+                  "| | params | expert params | other values | SavedModel bytes |", "|---|---|---|---|---|"]
+        lines += [f"| {name} | {sizes[name]['params']:,} | {sizes[name]['expert_params']:,} | "
+                  f"{sizes[name]['other_values']:,} | {sizes[name]['bytes']:,} |" for name in ("full", "sub")]
+        lines += ["", "| batch | full rows/s | sub-model rows/s | sub / full | max abs diff |", "|---|---|---|---|---|"]
+        lines += [f"| {row['batch']} | {row['full_rows_per_s']:,.0f} | {row['sub_rows_per_s']:,.0f} | "
+                  f"{row['throughput_ratio']:.2f} | {row['max_abs_diff']:.1e} |" for row in entry["throughput"]]
+    return lines
 
 
 def _target_lines(report: dict) -> List[str]:
@@ -506,6 +561,7 @@ def run(out_dir: str, model_base_path: str = "", model_name: str = "grec", confi
     from grec_tf.data.feature_arrays import frame_to_arrays
     from grec_tf.experiment import load_experiment
 
+    sub_model = None
     with tempfile.TemporaryDirectory(prefix="grec-serving-") as work:
         experiment = load_experiment(config, [item for item in overrides.split(";") if item.strip()],
                                      data_dir=os.path.join(work, "data"))
@@ -513,6 +569,7 @@ def run(out_dir: str, model_base_path: str = "", model_name: str = "grec", confi
             trained = experiment.train(os.path.join(work, "run"), verbose=0)
             model_base_path = os.path.dirname(experiment.export(trained.model, os.path.join(work, "exports")))
             model_name = os.path.basename(model_base_path)
+            sub_model = one_task_sentence_sub_model(experiment, trained.model, os.path.join(work, "sub_model"))
         rows = frame_to_arrays(experiment.splits["test"], experiment.config, with_labels=False)
 
         def make_batch(n: int) -> Dict[str, np.ndarray]:
@@ -520,7 +577,21 @@ def run(out_dir: str, model_base_path: str = "", model_name: str = "grec", confi
             return {name: values[index] for name, values in rows.items()}
 
         return run_serving_benchmark(model_base_path, model_name, make_batch, out_dir, seconds=float(seconds),
-                                     thread_pools=pools)
+                                     thread_pools=pools, sub_model=sub_model)
+
+
+def one_task_sentence_sub_model(experiment, model: tf.keras.Model,
+                                export_dir: str) -> Optional[Tuple[str, str, float]]:
+    """``(SavedModel folder, task sentence, k / E)`` of the sub-model of the first flow's last use case, or None
+    when the model's routing cannot be extracted (only task and task-sentence routings can)."""
+    from grec_tf.config import TASK_ROUTINGS
+
+    m, d = experiment.config.model, experiment.config.data
+    if m.type != "grec" or m.routing not in TASK_ROUTINGS:
+        return None
+    task_sentence = f"{d.flows[0]}/{d.use_cases[-1]}"
+    path = experiment.export(model, export_dir, task_sentences=task_sentence)
+    return path, task_sentence, m.top_k / m.num_experts
 
 
 def parse_thread_pools(text: str) -> List[Tuple[int, int]]:

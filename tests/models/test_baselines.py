@@ -10,7 +10,7 @@ import tensorflow as tf
 import grec_tf  # noqa: F401
 from grec_tf.config import load_config
 from grec_tf.data.dataset import make_dataset
-from grec_tf.data.feature_arrays import frame_to_arrays
+from grec_tf.data.feature_arrays import IMPRESSION_KEY, frame_to_arrays
 from grec_tf.data.feature_statistics import compute_feature_statistics
 from grec_tf.errors import ConfigError
 from grec_tf.experiment import Experiment
@@ -259,7 +259,7 @@ def test_get_config_and_saved_model_round_trip(frame, model_type, tmp_path):
     path = export_model(model, config, str(tmp_path))
     loaded = tf.saved_model.load(path)
     assert set(loaded.signatures) == {"serving_default", "score_all"}
-    inputs = {k: v for k, v in batch.items() if k != "label"}
+    inputs = {k: v for k, v in batch.items() if k not in ("label", IMPRESSION_KEY)}  # what serving takes
     np.testing.assert_allclose(loaded.signatures["serving_default"](**inputs)["probability"].numpy(), expected,
                                atol=1e-5)
     every = loaded.signatures["score_all"](**{k: v for k, v in inputs.items() if k != "use_case"})

@@ -181,7 +181,7 @@ def test_serving_benchmark_writes_json_and_markdown(toy_exports, tmp_path):
         "score_all_latency_vs_default_b8": {"value": score_all["p50_ratio"], "limit": 1.6,
                                             "pass": score_all["p50_ratio"] <= 1.6}}
     assert report["all_targets_pass"] == all(t["pass"] for t in report["targets"].values())
-    assert report["sub_models"] == []  # filled once sub-model export plugs into sub_model_comparison
+    assert report["sub_models"] == []  # no sub-model was given to compare
     sizes = {r["format"]: r["request_bytes"] for r in report["results"] if r["batch"] == 8 and r["path"] == "server"}
     assert sizes["row"] < sizes["row, stdlib json"]  # float32 text is shorter than the stdlib's 17 digits
     md = (tmp_path / "serving.md").read_text()

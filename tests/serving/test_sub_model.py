@@ -200,3 +200,23 @@ def test_frozen_route_router_is_not_a_training_strategy_and_round_trips():
     with pytest.raises(ValueError, match="route of EUP/CVR needs 2 distinct experts"):
         FrozenRouteRouter(3, 2, 3, 3, task_ids=[4, 8], route_experts=[[2, 0], [1, 1]],
                           route_gates=[[0.5, 0.5]] * 2, task_sentences=["AAL/CTR", "EUP/CVR"])
+
+
+def test_serving_benchmark_compares_the_sub_model_with_the_full_model_in_process(one_task_sentence, tmp_path):
+    from grec_tf.benchmarks.serving import sub_model_comparison
+
+    inputs = _inputs(one_task_sentence["config"], ["AAL/CTR", "EUP/CVR"])
+
+    def make_batch(n: int) -> dict:
+        index = np.arange(n) % len(inputs["flow"])
+        return {k: v[index] for k, v in inputs.items()}
+
+    rows, targets = sub_model_comparison(one_task_sentence["full_dir"], (one_task_sentence["sub_dir"], "AAL/CVR", 0.5),
+                                         make_batch, (1, 8), 0.2, 1, 1, (0, 0))
+    entry = rows[0]
+    assert entry["task_sentence"] == "AAL/CVR" and entry["sizes"]["ratio"]["expert_params"] == 0.5
+    assert [row["batch"] for row in entry["throughput"]] == [1, 8]
+    for row in entry["throughput"]:  # every row was re-labelled AAL/CVR, so the sub-model served it
+        assert row["max_abs_diff"] < 1e-6 and row["full_rows_per_s"] > 0 and row["sub_rows_per_s"] > 0
+    assert targets["sub_model_expert_params_vs_full_equals_k_over_E"]["pass"]
+    assert set(targets["sub_model_throughput_vs_full_b8"]) == {"value", "limit", "pass"}

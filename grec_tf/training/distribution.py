@@ -1,6 +1,6 @@
 """Training on several devices or workers with ``tf.distribute`` (``train.distribution``).
 
-* ``none``: TensorFlow's default strategy (one device, no replication).
+* ``none``: TensorFlow's default strategy (one device, no replication), or the caller's inside its scope.
 * ``mirrored``: ``MirroredStrategy`` over this machine's devices.
 * ``multi_worker``: ``MultiWorkerMirroredStrategy`` over the cluster ``TF_CONFIG`` describes (every worker runs
   the same command with its own ``TF_CONFIG``; without one it is a cluster of one).
@@ -59,16 +59,17 @@ def resolve_distribution(name: str, environ: Mapping[str, str] = os.environ) -> 
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
-    """The strategy ``train.distribution`` names, created once per process (a multi-worker strategy joins its
-    cluster on creation, and a process can join only once)."""
+    """The strategy ``train.distribution`` names. ``none`` is the current strategy: TensorFlow's default (one
+    device), or the caller's own inside ``with strategy.scope()``. The others are created once per process (a
+    multi-worker strategy joins its cluster on creation, and a process can join only once)."""
     resolved = resolve_distribution(name)
+    if resolved == "none":
+        return tf.distribute.get_strategy()
     if resolved not in _STRATEGIES:
         if resolved == "multi_worker":
             _STRATEGIES[resolved] = tf.distribute.MultiWorkerMirroredStrategy()
         elif resolved == "mirrored":
             _STRATEGIES[resolved] = tf.distribute.MirroredStrategy()
-        elif resolved == "none":
-            _STRATEGIES[resolved] = tf.distribute.get_strategy()
         else:
             raise ConfigError(f"train.distribution: expected one of none, mirrored, multi_worker, auto; "
                               f"got {name!r}")

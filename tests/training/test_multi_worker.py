@@ -3,9 +3,9 @@ MirroredStrategy on this machine's one CPU device.
 
 Each cluster worker is a fresh Python process (``tests/training/multi_worker_script.py`` or
 ``python -m pipelines.train``) with its own ``TF_CONFIG``; every wait is bounded and a failing test kills its
-workers. Slow by nature: a worker imports TensorFlow and traces the model (about 15 s of CPU), and the file runs
-six of them plus three in-process trainings, about 3 minutes of CPU in all (2 to 3 minutes on an idle 2-core
-machine, more on a loaded one).
+workers. Slow by nature: a worker imports TensorFlow and traces the model (15-20 s of CPU), and the file runs
+six of them plus three in-process trainings: about 190 s of CPU in all, measured 2:00 on an idle 2-core machine
+and 9:40 at load 6-10. The two cluster tests are the slow ones (40-55 s each when idle).
 
 The model is the tiny experiment without its text and sequence features (they add tracing time and no
 distribution-specific code), ``load_balance_weight`` 0: the load-balance loss is a product of two batch means,
@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import pytest
@@ -90,7 +90,7 @@ def free_ports(count: int) -> List[int]:
 
 
 def start_cluster(command: Sequence[str], ports: Sequence[int], logs: Path,
-                  extra_args: Dict[int, Sequence[str]] = {}) -> List[subprocess.Popen]:
+                  extra_args: Optional[Dict[int, Sequence[str]]] = None) -> List[subprocess.Popen]:
     """One process per port running ``command`` (+ ``extra_args`` of its index), each with its TF_CONFIG, its
     own TMPDIR and log files under ``logs``."""
     workers = [f"127.0.0.1:{port}" for port in ports]
@@ -101,7 +101,7 @@ def start_cluster(command: Sequence[str], ports: Sequence[int], logs: Path,
         env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp),
                "TF_CONFIG": json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})}
         with open(logs / f"worker{index}.out", "ab") as out, open(logs / f"worker{index}.err", "ab") as err:
-            processes.append(subprocess.Popen([sys.executable, *command, *extra_args.get(index, ())], cwd=ROOT,
+            processes.append(subprocess.Popen([sys.executable, *command, *(extra_args or {}).get(index, ())], cwd=ROOT,
                                               env=env, stdout=out, stderr=err))
     return processes
 

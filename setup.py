@@ -17,6 +17,7 @@ setup(
         "tensorflow-text==2.21.*",
         "tensorflow-hub==0.16.*",
         "tfx-bsl==1.21.*",
+        "tensorflow-transform==1.21.*",  # the Beam preprocessing pipeline (pipelines.preprocess)
         "pandas",
         "pyarrow",
         "PyYAML",
@@ -24,6 +25,10 @@ setup(
         "matplotlib",
         "aiohttp>=3.9",
         "orjson",
+        # TF Serving's gRPC API: the official protos and stubs, the gRPC runtime, Prometheus metrics
+        "tensorflow-serving-api>=2.19,<3",
+        "grpcio",
+        "prometheus-client>=0.20",
         "scipy",  # the telecom Bayes ceiling (special functions, sparse sums)
         "scikit-learn",  # AUC, AP and log loss in grec_tf.metrics
     ],

@@ -34,9 +34,13 @@ from grec_tf.errors import ConfigError
 # type; a key listed in some rows applies to those types only. A new model type is one line here.
 MODEL_KEYS_BY_TYPE: Dict[str, Tuple[str, ...]] = {
     "grec": ("routing", "top_k", "capacity_factor", "load_balance_weight", "z_loss_weight", "jitter",
-             "route_embedding_dim", "activation", "num_experts", "expert_hidden"),
-    "mmoe": ("num_experts", "expert_hidden"),
-    "shared_bottom": ("expert_hidden",),
+             "route_embedding_dim", "activation", "num_experts", "expert_hidden", "towers"),
+    "mmoe": ("num_experts", "expert_hidden", "towers"),
+    "shared_bottom": ("expert_hidden", "towers"),
+    "ple": ("ple_levels", "task_experts", "shared_experts", "expert_hidden", "towers"),
+    "esmm": ("esmm", "expert_hidden", "towers"),
+    "aitm": ("aitm_chain", "aitm_calibration_weight", "expert_hidden", "towers"),
+    "single_task": ("expert_hidden",),
 }
 MODEL_TYPES = tuple(MODEL_KEYS_BY_TYPE)
 # Routings that route on the task (flow, use case) rather than on the tokens: no expert capacity
@@ -47,12 +51,13 @@ TEXT_ENCODER_KEYS_BY_TYPE: Dict[str, Tuple[str, ...]] = {
     "hub": ("handle", "trainable"),
 }
 DATA_KEYS_BY_SOURCE: Dict[str, Tuple[str, ...]] = {
-    "telecom": ("rows",),
+    "telecom": ("rows", "telecom_flows", "telecom_use_cases"),
     "aliexpress": ("flow",),
     "census_income": (),
     "adult": (),
     "csv": (),
     "parquet": (),
+    "tfrecord": (),  # the output folder of pipelines.preprocess (statistics and splits are already there)
 }
 DATA_SOURCES = tuple(DATA_KEYS_BY_SOURCE)
 # How the loader obtained train/valid/test -> which split fractions it used.
@@ -191,14 +196,25 @@ class DataConfig(_Section):
     SECTION = "data"
 
     source: str = setting("telecom", help="Which loader reads the data: telecom (the embedded synthetic "
-                                          "generator), a public dataset (aliexpress, census_income, adult) or "
-                                          "your own long-format table (csv, parquet).",
+                                          "generator), a public dataset (aliexpress, census_income, adult), "
+                                          "your own long-format table (csv, parquet), or tfrecord: the "
+                                          "output folder of python -m pipelines.preprocess, streamed.",
                           example="parquet", choices=DATA_SOURCES)
     path: Optional[str] = setting(None, help="A file, or a folder with train/valid/test files (or a "
                                              "release's train and test files). telecom: the folder the "
-                                             "generated splits are written to.",
+                                             "generated splits are written to. tfrecord: the folder "
+                                             "pipelines.preprocess wrote (--out).",
                                   example="data/my_events.parquet")
     rows: int = setting(50_000, help="telecom: impressions to generate.", example=200_000, bounds=AT_LEAST_1)
+    telecom_flows: int = setting(3, help="telecom: flows of the generated task world: AAL, EUP, NSE, then F4, "
+                                         "F5, ... (each extra flow behaves like AAL, EUP or NSE in turn, with its "
+                                         "own brand loyalty, price sensitivity and intercepts). data.flows picks "
+                                         "the flows used among them.", example=6, bounds=Bounds(3))
+    telecom_use_cases: int = setting(4, help="telecom: use cases of the generated task world: CTR, ATC, CVR, "
+                                             "CTCVR, then VIEW, COMPARE, SAVE, SHARE, CHAT, TRADEIN, ALERT, "
+                                             "PROTECT (COMPARE, SHARE, TRADEIN and PROTECT are sparse: rows only "
+                                             "on clicked impressions, like CVR). data.use_cases picks the use "
+                                             "cases used among them.", example=8, bounds=Bounds(4, 13))
     seed: int = setting(0, help="Seed of the split, of the training shuffle and of the telecom generator.",
                         example=7, bounds=AT_LEAST_0)
     flows: List[str] = setting(help="The flows (first half of a task sentence, e.g. a product journey or a "
@@ -221,7 +237,9 @@ class DataConfig(_Section):
                               example=512, bounds=AT_LEAST_1)
     shuffle_buffer: int = setting(10_000_000, help="Window of the training shuffle, in rows. Row indices are "
                                   "shuffled (8 bytes a row), so a window at least as large as the training "
-                                  "split, the default up to 10M rows, is a full permutation every epoch.",
+                                  "split, the default up to 10M rows, is a full permutation every epoch. "
+                                  "tfrecord: the window holds serialized examples (a few hundred bytes "
+                                  "each), so set it to what memory allows, e.g. 100000.",
                                   example=100_000, bounds=AT_LEAST_1)
 
     def _check(self) -> None:
@@ -263,7 +281,11 @@ class ModelConfig(_Section):
     SECTION = "model"
 
     type: str = setting("grec", help="grec: the Generalist Recommender (routed sparse MoE); mmoe: dense "
-                                     "multi-gate MoE; shared_bottom: one shared MLP.",
+                                     "multi-gate MoE; shared_bottom: one shared MLP; ple: Progressive Layered "
+                                     "Extraction (per-tower and shared experts); esmm: shared MLP and towers "
+                                     "with pCTCVR = pCTR x pCVR; aitm: shared MLP and towers with adaptive "
+                                     "information transfer along a funnel; single_task: one independent "
+                                     "shared_bottom-style model per task sentence.",
                         example="mmoe", choices=MODEL_TYPES)
     routing: str = setting("task_sentence", help="What the router of GRec's sparse MoE reads. Built in: token "
                                                  "(each token), sentence (the mean token of a row), task (a "
@@ -277,8 +299,27 @@ class ModelConfig(_Section):
                            example=128, bounds=AT_LEAST_1)
     embedding_dim: int = setting(16, help="Default embedding width of categorical and item_id features.",
                                  example=32, bounds=AT_LEAST_1)
-    expert_hidden: int = setting(128, help="Hidden width of each expert (GRec, MMoE) or of the shared "
-                                           "bottom's MLP.", example=256, bounds=AT_LEAST_1)
+    expert_hidden: int = setting(128, help="Hidden width of each expert (GRec, MMoE, PLE) or of the shared "
+                                           "MLP (shared_bottom, esmm, aitm, each single_task network).",
+                                 example=256, bounds=AT_LEAST_1)
+    ple_levels: int = setting(2, help="ple: CGC levels; every level but the last also has a shared gate "
+                                      "feeding the next level's shared experts.", example=3, bounds=AT_LEAST_1)
+    task_experts: int = setting(1, help="ple: experts of each tower, at every level.", example=2,
+                                bounds=AT_LEAST_1)
+    shared_experts: int = setting(2, help="ple: experts shared by all towers, at every level.", example=4,
+                                  bounds=AT_LEAST_1)
+    esmm: Dict[str, str] = setting(
+        help="esmm: the use cases of the chain, keys ctr, cvr and ctcvr (each a data.use_cases entry). The "
+             "ctcvr tower is pCTR x pCVR; the cvr use case's own loss weight is 0, as in ESMM (its tower learns "
+             "through the ctcvr loss on every impression) unless model.loss_weights names it.",
+        example={"ctr": "click", "cvr": "purchase", "ctcvr": "click_purchase"},
+        factory=lambda: {"ctr": "CTR", "cvr": "CVR", "ctcvr": "CTCVR"})
+    aitm_chain: List[str] = setting(help="aitm: use cases in funnel order (each a data.use_cases entry); every "
+                                         "step's label should imply the previous step's, on the same rows.",
+                                    example=["click", "purchase"], factory=lambda: ["CTR", "ATC", "CTCVR"])
+    aitm_calibration_weight: float = setting(0.6, help="aitm: weight of the behavioural expectation calibrator, "
+                                                       "the row mean of max(p_next - p_previous, 0) per chain "
+                                                       "link; 0 turns it off.", example=0.0, bounds=AT_LEAST_0)
     num_heads: int = setting(4, help="Attention heads of the token mixer, the pooling and the sequence "
                                      "encoder.", example=8, bounds=AT_LEAST_1)
     sequence_blocks: int = setting(1, help="Transformer blocks over the viewed sequences (0: pooling only).",
@@ -302,9 +343,11 @@ class ModelConfig(_Section):
         example=32, bounds=AT_LEAST_1)
     activation: str = setting("gelu", help="Hidden activation of GRec's experts (a Keras activation name).",
                               example="relu", choices=ACTIVATIONS)
-    towers: str = setting("use_case", help="One tower per use case, or one per task sentence.",
+    towers: str = setting("use_case", help="One tower per use case, or one per task sentence (esmm, aitm: one "
+                                           "chain per flow).",
                           example="task_sentence", choices=("use_case", "task_sentence"))
-    tower_units: List[int] = setting(help="Hidden widths of each tower's MLP (GELU); [] gives a linear tower.",
+    tower_units: List[int] = setting(help="Hidden widths of each tower's MLP (GELU); [] gives a linear tower "
+                                          "(aitm needs one: the first width is its tower representation).",
                                      example=[128, 64], bounds=AT_LEAST_1, factory=lambda: [64])
     loss_weights: Dict[str, float] = setting(help="Weight of each use case's loss (a use case not listed: 1).",
                                              example={"CVR": 2.0}, bounds=AT_LEAST_0, factory=dict)
@@ -353,6 +396,10 @@ class TrainConfig(_Section):
                                              "else none). data.batch_size is the global batch: each replica "
                                              "takes data.batch_size / replicas rows a step.",
                                 example="multi_worker", choices=DISTRIBUTIONS)
+    seed: Optional[int] = setting(None, help="Seed of the model's initial weights and of the training shuffle "
+                                             "(tf.keras.utils.set_random_seed before the model is built; the data "
+                                             "split keeps data.seed); null: not seeded, each run differs.",
+                                  example=1, bounds=AT_LEAST_0)
 
 
 @dataclass

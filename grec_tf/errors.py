@@ -28,4 +28,4 @@ class DataError(GRecError):
             where.append(f"row {row}")
         prefix = ", ".join(where)
         super().__init__(f"{prefix}: {message}" if prefix else message)
-        self.file, self.column, self.row = file, column, row
+        self.message, self.file, self.column, self.row = message, file, column, row

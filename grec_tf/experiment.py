@@ -14,7 +14,7 @@ Splits, statistics and feature arrays are computed on first use and kept.
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -23,13 +23,15 @@ import tensorflow as tf
 from grec_tf.atomic_files import write_json_atomic
 from grec_tf.config import ExperimentConfig, applied_config, load_config, unapplied_keys
 from grec_tf.data.dataset import make_dataset
-from grec_tf.data.feature_arrays import frame_to_arrays
+from grec_tf.data.feature_arrays import IMPRESSION_KEY, frame_to_arrays
 from grec_tf.data.feature_statistics import FeatureStatistics, compute_feature_statistics
 from grec_tf.data.input_specs import placeholder_batch
 from grec_tf.data.sources import LoadedData, load_data
+from grec_tf.data.tfrecord_source import evaluation_frame, read_statistics, tfrecord_dataset
 from grec_tf.models.factory import build_ranker, validate_model_config
 from grec_tf.models.multi_task_ranker import MultiTaskRanker
 from grec_tf.serving.signatures import export_model
+from grec_tf.serving.sub_model import export_sub_model
 from grec_tf.training import distribution, run_folder
 from grec_tf.training.evaluation import evaluate_scores, predict_probabilities
 from grec_tf.training.expert_utilization import expert_utilization
@@ -70,9 +72,17 @@ class Experiment:
     @property
     def statistics(self) -> FeatureStatistics:
         """Vocabularies and normalization from the training split."""
+        if self._statistics is None and self.streams:
+            self.splits  # noqa: B018  (reads the folder's manifest first: it says how the splits came about)
+            self._statistics = read_statistics(self.config)
         if self._statistics is None:
             self._statistics = compute_feature_statistics(self.splits["train"], self.config)
         return self._statistics
+
+    @property
+    def streams(self) -> bool:
+        """True for ``data.source: tfrecord``: splits are streamed from preprocessed shards, never in memory."""
+        return self.config.data.source == "tfrecord"
 
     def arrays(self, split: str) -> Dict[str, np.ndarray]:
         """The model inputs (and ``label``) of a split as numpy arrays."""
@@ -81,11 +91,16 @@ class Experiment:
         return self._arrays[split]
 
     def dataset(self, split: str, shuffle: bool = False, batch_size: Optional[int] = None) -> tf.data.Dataset:
-        """Batched ``tf.data`` of feature dicts with ``label``; ``batch_size`` defaults to ``data.batch_size``
-        for training batches and to at least 1024 otherwise."""
+        """Batched ``tf.data`` of feature dicts with ``label`` and ``impression_key``; ``batch_size`` defaults to
+        ``data.batch_size`` for training batches and to at least 1024 otherwise. Shuffled batches keep the rows
+        of an impression together (the model encodes each impression once per batch); unshuffled ones keep
+        the split's row order."""
         d = self.config.data
         size = batch_size or (d.batch_size if shuffle else max(d.batch_size, EVAL_BATCH))
-        return make_dataset(self.arrays(split), size, shuffle=shuffle, shuffle_buffer=d.shuffle_buffer, seed=d.seed)
+        if self.streams:  # TFRecord shards carry no impression_key: every row is encoded
+            return tfrecord_dataset(self.config, split, size, shuffle=shuffle)
+        return make_dataset(self.arrays(split), size, shuffle=shuffle, shuffle_buffer=d.shuffle_buffer, seed=d.seed,
+                            group_key=IMPRESSION_KEY)
 
     @property
     def strategy(self) -> tf.distribute.Strategy:
@@ -97,9 +112,12 @@ class Experiment:
 
     def build_model(self, strategy: Optional[tf.distribute.Strategy] = None) -> MultiTaskRanker:
         """A built, compiled model whose variables live under ``strategy`` (default: :attr:`strategy`);
-        ``train.mixed_precision`` becomes the global Keras policy first."""
+        ``train.mixed_precision`` becomes the global Keras policy and ``train.seed`` seeds Python, NumPy and
+        TensorFlow first."""
         t = self.config.train
         tf.keras.mixed_precision.set_global_policy(t.mixed_precision or "float32")
+        if t.seed is not None:  # before any variable or shuffle exists, so both follow the seed
+            tf.keras.utils.set_random_seed(t.seed)
         statistics = self.statistics
         with (strategy or self.strategy).scope():
             model = build_ranker(self.config, statistics)
@@ -111,10 +129,16 @@ class Experiment:
     def evaluate(self, model: tf.keras.Model, split: str = "test") -> Dict:
         """``{"test": metrics per task sentence and use case}`` (+ ``"oracle"`` when the data has one)."""
         scores = predict_probabilities(model, self.dataset(split))
-        return evaluate_scores(self.splits[split], scores, self.config)
+        frame = evaluation_frame(self.config, split) if self.streams else self.splits[split]
+        return evaluate_scores(frame, scores, self.config)
 
-    def export(self, model: tf.keras.Model, export_dir: str, version: Optional[int] = None) -> str:
-        """Writes ``{export_dir}/{model name}/{version}`` atomically (next version by default); returns it."""
+    def export(self, model: tf.keras.Model, export_dir: str, version: Optional[int] = None,
+               task_sentences: Optional[Union[str, Sequence[str]]] = None) -> str:
+        """Writes ``{export_dir}/{model name}/{version}`` atomically (next version by default); returns it.
+        ``task_sentences`` ("FLOW/USE_CASE" names, a list or one comma-separated string): export only the
+        sub-model serving them (:mod:`grec_tf.serving.sub_model`: their experts and towers, routes frozen)."""
+        if task_sentences is not None:
+            return export_sub_model(model, self.config, task_sentences, export_dir, version)
         return export_model(model, self.config, export_dir, version)
 
     def train(self, out_dir: str, callbacks: Sequence[tf.keras.callbacks.Callback] = (),
@@ -136,7 +160,7 @@ class Experiment:
             source = self.config.data.source
             result = fit(model, distribution.shard_policy(self.dataset("train", shuffle=True), source),
                          distribution.shard_policy(self.dataset("valid"), source), out_dir, self.config.train,
-                         self.config.data.batch_size, callbacks, verbose, write_dir=write_dir)
+                         callbacks, verbose, write_dir=write_dir)
             report = self.evaluate(model)
             report["model"] = {**self.model_summary(), "params": count_params(model)}
             report["train"] = result.report

@@ -17,6 +17,7 @@ BENCHMARKS = {
     "quality": "grec_tf.benchmarks.quality:run",
     "scaling": "grec_tf.benchmarks.scaling:run",
     "serving": "grec_tf.benchmarks.serving:run",
+    "tasks": "grec_tf.benchmarks.tasks:run",
     "throughput": "grec_tf.benchmarks.throughput:run",
 }
 DEFAULT_OUT = "benchmarks/results"

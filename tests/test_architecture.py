@@ -14,7 +14,7 @@ PACKAGE = ROOT / "grec_tf"
 FLOORS = {
     "layers": 0, "text": 0, "config": 0, "errors": 0, "atomic_files": 0, "metrics": 0, "profiling": 0,
     "native_log_filter": 0,
-    "data": 1, "models": 1, "serving": 1, "training": 1,
+    "data": 1, "models": 1, "serving": 1, "training": 1, "preprocessing": 1,
     "experiment": 2, "benchmarks": 2,
 }
 MAX_FUNCTION_LINES = 60
@@ -123,7 +123,7 @@ def test_train_help_and_config_errors_answer_without_tensorflow(argv):
 
 
 @pytest.mark.parametrize("command", ["train", "evaluate", "export", "generate", "benchmark", "serve",
-                                     "config_reference"])
+                                     "config_reference", "preprocess"])
 def test_every_command_answers_help_without_tensorflow(command):
     result = _run("import runpy, sys\nsys.argv = ['%s', '--help']\n"
                   "try:\n    runpy.run_module('pipelines.%s', run_name='__main__')\n"

@@ -8,24 +8,30 @@ from grec_tf.errors import ConfigError
 TEXT = [{"name": "query", "kind": "text"}]
 GREC_ONLY = {"routing", "top_k", "capacity_factor", "load_balance_weight", "z_loss_weight", "jitter",
              "route_embedding_dim", "activation"}
+PLE, ESMM = {"ple_levels", "task_experts", "shared_experts"}, {"esmm"}
+AITM = {"aitm_chain", "aitm_calibration_weight"}
 
 
 @pytest.mark.parametrize("model_type, absent, present", [
-    ("grec", set(), GREC_ONLY - {"capacity_factor"} | {"num_experts", "expert_hidden"}),
-    ("mmoe", GREC_ONLY, {"num_experts", "expert_hidden"}),
-    ("shared_bottom", GREC_ONLY | {"num_experts"}, {"expert_hidden"}),
+    ("grec", PLE | ESMM | AITM, GREC_ONLY - {"capacity_factor"} | {"num_experts", "expert_hidden", "towers"}),
+    ("mmoe", GREC_ONLY | PLE | ESMM | AITM, {"num_experts", "expert_hidden", "towers"}),
+    ("shared_bottom", GREC_ONLY | {"num_experts"} | PLE | ESMM | AITM, {"expert_hidden", "towers"}),
+    ("ple", GREC_ONLY | {"num_experts"} | ESMM | AITM, PLE | {"expert_hidden", "towers"}),
+    ("esmm", GREC_ONLY | {"num_experts"} | PLE | AITM, ESMM | {"expert_hidden", "towers"}),
+    ("aitm", GREC_ONLY | {"num_experts"} | PLE | ESMM, AITM | {"expert_hidden", "towers"}),
+    ("single_task", GREC_ONLY | {"num_experts", "towers"} | PLE | ESMM | AITM, {"expert_hidden"}),
 ])
 def test_model_keys_by_type(model_type, absent, present):
     model = applied_config(parse_config({"model": {"type": model_type}}))["model"]
-    common = {"type", "d_model", "embedding_dim", "num_heads", "sequence_blocks", "target_attention", "towers",
+    common = {"type", "d_model", "embedding_dim", "num_heads", "sequence_blocks", "target_attention",
               "tower_units", "loss_weights", "dropout"}
     assert not absent & set(model) and present | common <= set(model)
 
 
 def test_a_new_model_type_is_one_table_row(monkeypatch):
-    monkeypatch.setitem(MODEL_KEYS_BY_TYPE, "ple", ("num_experts", "expert_hidden"))
+    monkeypatch.setitem(MODEL_KEYS_BY_TYPE, "dbmtl", ("num_experts", "expert_hidden"))
     config = parse_config({"model": {"type": "mmoe"}})
-    config.model.type = "ple"  # as if MODEL_TYPES had it too
+    config.model.type = "dbmtl"  # as if MODEL_TYPES had it too
     assert {"num_experts", "expert_hidden"} <= set(applied_config(config)["model"])
     assert "top_k" not in applied_config(config)["model"]
 

@@ -62,3 +62,16 @@ def tiny_frame(rows: int = 512, seed: int = 0) -> pd.DataFrame:
         "oracle_p": p,
     })
     return frame
+
+
+def tiny_impression_frame(impressions: int = 128, seed: int = 0) -> pd.DataFrame:
+    """Long format with several rows per impression: each row of :func:`tiny_frame` is an impression with a
+    CTR row and, for about 60% of them, a CVR row with the same features (flow and features repeat, the label
+    is drawn per row); rows shuffled so that an impression's rows are not adjacent. ``impression`` numbers
+    them."""
+    rng = np.random.default_rng(seed + 1)
+    base = tiny_frame(impressions, seed).assign(impression=np.arange(impressions))
+    converted = base[rng.random(impressions) < 0.6]
+    cvr = converted.assign(use_case="CVR", label=(rng.random(len(converted)) < 0.3).astype(np.int64))
+    frame = pd.concat([base.assign(use_case="CTR"), cvr])
+    return frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)

@@ -8,10 +8,12 @@ It loads the SavedModel with ``tf.saved_model.load`` and TF's thread pools sized
 comparison start alike: a fresh process, the same TF settings, nothing else in it (the benchmark
 process may have just trained the model). ``--batches`` is a pickle of ``{rows: {input: numpy array}}``.
 
-Commands arrive one JSON object a line on stdin; each answer is one line ``@@{json}`` on stdout:
+Commands arrive one JSON object a line on stdin; each answer is one line ``@@{json}`` on stdout.
+Each may name another ``"signature"`` of the same SavedModel (default: ``--signature``), which is
+fed the batch's columns it takes (``score_all`` takes no ``use_case``):
 
 - ``{"op": "predict", "batch": n}`` -> ``{"outputs": {name: nested list (strings as text)},
-  "thread_pools": [intra, inter]}``
+  "thread_pools": [intra, inter], "signatures": [the SavedModel's signature names]}``
 - ``{"op": "latency", "batch": n, "seconds": s, "min_iters": k}`` -> ``{"latencies": [seconds, ...]}``
 - ``{"op": "throughput", "batch": n, "threads": t, "seconds": s}`` -> ``{"requests", "seconds", "requests_per_s"}``
 
@@ -50,12 +52,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--inter_op", type=int, default=0)
     args = p.parse_args(argv)
     configure_thread_pools(args.intra_op, args.inter_op)
-    fn = tf.saved_model.load(args.saved_model, tags=["serve"]).signatures[args.signature]
+    signatures = tf.saved_model.load(args.saved_model, tags=["serve"]).signatures
     with open(args.batches, "rb") as f:
         batches: Dict[int, Dict[str, np.ndarray]] = pickle.load(f)
 
-    def caller(rows: int):
-        batch = batches[rows]
+    def caller(rows: int, signature: str):
+        fn = signatures[signature]
+        takes = fn.structured_input_signature[1]
+        batch = {k: v for k, v in batches[rows].items() if k in takes}
 
         def call() -> Dict[str, np.ndarray]:
             out = fn(**{k: tf.constant(v) for k, v in batch.items()})
@@ -64,12 +68,13 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     for line in sys.stdin:
         cmd = json.loads(line)
-        call = caller(int(cmd["batch"]))
+        call = caller(int(cmd["batch"]), cmd.get("signature", args.signature))
         if cmd["op"] == "predict":
             threading = tf.config.threading
             answer = {"outputs": {k: _jsonable(v) for k, v in call().items()},
                       "thread_pools": [threading.get_intra_op_parallelism_threads(),
-                                       threading.get_inter_op_parallelism_threads()]}
+                                       threading.get_inter_op_parallelism_threads()],
+                      "signatures": sorted(signatures)}
         elif cmd["op"] == "latency":
             answer = {"latencies": timed_loop(call, float(cmd["seconds"]), int(cmd["min_iters"]))}
         elif cmd["op"] == "throughput":

@@ -1,26 +1,33 @@
-"""Serving benchmark: the local TF Serving-compatible REST server vs calling the SavedModel in-process.
+"""Serving benchmark: the local server's gRPC and REST APIs vs calling the SavedModel in-process.
 
 For batches of 1 and 256 rows it measures, in the same run and on the same SavedModel version:
 
 - **in-process**: ``loaded.signatures[sig](**tensors)`` plus ``.numpy()`` on the outputs, in a fresh
   subprocess (:mod:`grec_tf.benchmarks.saved_model_caller`) - latency (p50/p99 of back-to-back calls
   from one thread) and throughput (the better of 1 thread and ``concurrency`` threads);
-- **server**: HTTP requests to ``python -m pipelines.serve`` started as a subprocess on a free
-  loopback port, in both request formats (row ``instances`` and columnar ``inputs``) - latency from
-  one client with keep-alive, throughput from ``concurrency`` clients. Request bodies are encoded
-  once up front and responses are read but not decoded, so client work does not count against the
-  server; one response per format is decoded and checked against the in-process result.
+- **server**: requests to ``python -m pipelines.serve`` started as a subprocess on free loopback
+  ports: REST in both request formats (row ``instances`` and columnar ``inputs``) and gRPC
+  ``PredictionService/Predict`` (format ``grpc``) - latency from one client with keep-alive,
+  throughput from ``concurrency`` clients. Requests are encoded once up front (JSON bodies, a
+  serialized ``PredictRequest``) and responses are read but not decoded, so client work does not
+  count against the server; one response per format is decoded and checked against the in-process
+  result;
+- **score_all vs serving_default**: in-process p50 latency of the two signatures at the largest
+  batch, in interleaved rounds (what scoring every use case of a row costs over scoring its own).
 
 Float inputs are float32 tensors. The bodies write them the way TF Serving writes float32 outputs
 and orjson writes numpy float32: the shortest text that reads back as the same float32. A client
 that writes ``tolist()`` values with the stdlib ``json`` instead spends 17 digits on each float;
-that body is measured too (format ``row, stdlib json``), beside the target rather than in it.
+that body is measured too (format ``row, stdlib json``), beside the targets rather than in them.
 
 Both sides run once per ``thread_pools`` setting, each side given the same TF intra-op/inter-op pool
-sizes (0 = TensorFlow's choice), so a ratio never compares two TensorFlow configurations.
+sizes (0 = TensorFlow's choice), so a ratio never compares two TensorFlow configurations; the
+targets are judged on the first setting (TensorFlow's choice by default).
 
-Writes ``serving.json`` and ``serving.md`` (atomically) to ``out_dir`` and returns the JSON dict.
-Target (issue 5): at batch 256 the server's throughput is at least 0.8 x in-process.
+Writes ``serving.json`` and ``serving.md`` (atomically) to ``out_dir`` and returns the JSON dict,
+whose ``targets`` map name -> ``{"value", "limit", "pass"}`` (ratios within the run, at the largest
+batch): gRPC and REST columnar throughput >= 0.9 x in-process, ``score_all`` p50 latency <= 1.6 x
+``serving_default``'s.
 """
 import contextlib
 import http.client
@@ -28,25 +35,29 @@ import json
 import os
 import pickle
 import platform
-import re
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import grec_tf
+import grpc
 import numpy as np
 import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2
 
 from grec_tf.atomic_files import write_report
 from grec_tf.benchmarks.request_timing import concurrent_rate, percentiles, timed_loop
 from grec_tf.benchmarks.saved_model_caller import ANSWER_PREFIX
+from grec_tf.serving.model_server import read_announced_ports
+from grec_tf.serving.server_flags import pick_free_port
 from grec_tf.serving.versioned_export import list_versions
 
-TARGET_RATIO = 0.8
-TARGET_FORMATS = ("row", "columnar")  # compact float32 bodies; see the module docstring
+MIN_THROUGHPUT_RATIO = 0.9  # server / in-process at the largest batch, for gRPC and REST columnar
+MAX_SCORE_ALL_LATENCY_RATIO = 1.6  # score_all / serving_default p50 at the largest batch
+GRPC = "grpc"
+PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
 
 
 class _Client:
@@ -64,6 +75,30 @@ class _Client:
         if resp.status != 200:
             raise RuntimeError(f"server answered {resp.status}: {data[:300]!r}")
         return data
+
+
+class _GrpcClient:
+    """A gRPC channel sending one pre-serialized ``PredictRequest``; answers come back as bytes."""
+
+    def __init__(self, address: str, request: bytes):
+        self.channel = grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", -1)])
+        # No (de)serializers: the request is bytes already, the response is read and not parsed.
+        self.predict = self.channel.unary_unary(PREDICT_METHOD)
+        self.request = request
+
+    def __call__(self) -> bytes:
+        return self.predict(self.request, timeout=120)
+
+
+def grpc_request(batch: Dict[str, np.ndarray], model_name: str, version: int, signature_name: str) -> bytes:
+    """The serialized ``PredictRequest`` of ``batch`` (``tf.make_tensor_proto`` of each column)."""
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model_name
+    request.model_spec.version.value = version
+    request.model_spec.signature_name = signature_name
+    for name, values in batch.items():
+        request.inputs[name].CopyFrom(tf.make_tensor_proto(values))
+    return request.SerializeToString()
 
 
 def _compact_json(batch: Dict[str, np.ndarray]) -> Dict[str, object]:
@@ -104,21 +139,23 @@ def _jsonable(batch: Dict[str, np.ndarray]) -> Dict[str, list]:
     return out
 
 
-def _max_diff(server_json: dict, fmt: str, expected: Dict[str, np.ndarray]) -> float:
-    key = "outputs" if fmt == "columnar" else "predictions"
-    body = server_json[key]
-    names = sorted(expected)
-    numeric = [n for n in names if np.asarray(expected[n]).dtype.kind == "f"]
-    diff = 0.0
-    for n in numeric:
-        if len(names) == 1:
-            got = np.asarray(body, dtype=np.float64)
-        elif fmt != "columnar":
-            got = np.asarray([row[n] for row in body], dtype=np.float64)
-        else:
-            got = np.asarray(body[n], dtype=np.float64)
-        diff = max(diff, float(np.max(np.abs(got - expected[n].astype(np.float64)))))
-    return diff
+def _answer_outputs(answer: bytes, fmt: str, names: List[str]) -> Dict[str, np.ndarray]:
+    """The outputs in one server answer: a REST body in ``fmt`` or a serialized ``PredictResponse``."""
+    if fmt == GRPC:
+        response = predict_pb2.PredictResponse.FromString(answer)
+        return {n: tf.make_ndarray(response.outputs[n]) for n in names}
+    body = json.loads(answer)["outputs" if fmt == "columnar" else "predictions"]
+    if len(names) == 1:
+        return {names[0]: np.asarray(body)}
+    if fmt == "columnar":
+        return {n: np.asarray(body[n]) for n in names}
+    return {n: np.asarray([row[n] for row in body]) for n in names}
+
+
+def _max_diff(got: Dict[str, np.ndarray], expected: Dict[str, np.ndarray]) -> float:
+    """Largest absolute difference over the float outputs."""
+    return max([float(np.max(np.abs(got[n].astype(np.float64) - expected[n].astype(np.float64))))
+                for n in expected if expected[n].dtype.kind == "f"], default=0.0)
 
 
 def _subprocess_env() -> Dict[str, str]:
@@ -137,28 +174,22 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def _start_server(model_base_path: str, model_name: str, threads: Optional[int], pools: Tuple[int, int]):
-    cmd = [sys.executable, "-m", "grec_tf.serving.rest_server", "--model_base_path", model_base_path,
-           "--model_name", model_name, "--port", "0", "--host", "127.0.0.1", "--poll_seconds", "0",
+def _start_server(model_base_path: str, model_name: str, threads: Optional[int],
+                  pools: Tuple[int, int]) -> Tuple[subprocess.Popen, Dict[str, int]]:
+    """``python -m pipelines.serve`` with gRPC and REST on free loopback ports; (process, {"grpc", "rest"} ports)."""
+    cmd = [sys.executable, "-m", "pipelines.serve", "--model_base_path", model_base_path,
+           "--model_name", model_name, "--port", "0", "--rest_api_port", str(pick_free_port()),
+           "--host", "127.0.0.1", "--poll_seconds", "0",
            "--tensorflow_intra_op_parallelism", str(pools[0]), "--tensorflow_inter_op_parallelism", str(pools[1])]
     if threads:
-        cmd += ["--rest_api_num_threads", str(threads)]
+        cmd += ["--rest_api_num_threads", str(threads), "--grpc_max_threads", str(threads)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=_subprocess_env(), text=True)
-    port = None
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        m = re.search(r"http://127\.0\.0\.1:(\d+)", line)
-        if m:
-            port = int(m.group(1))
-            break
-    if port is None:
+    ports, text = read_announced_ports(proc.stdout)
+    if ports["grpc"] is None or ports["rest"] is None:
         _stop(proc)
-        raise RuntimeError(f"the server subprocess did not start: {' '.join(cmd)}")
+        raise RuntimeError(f"the server subprocess did not start: {' '.join(cmd)}\n{text}")
     threading.Thread(target=proc.stdout.read, daemon=True).start()  # drain
-    return proc, port
+    return proc, ports
 
 
 class _SavedModelCaller:
@@ -171,6 +202,7 @@ class _SavedModelCaller:
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      env=_subprocess_env(), text=True)
         self._stderr: List[str] = []
+        self.signatures: List[str] = []  # the SavedModel's, known after the first "predict"
         threading.Thread(target=lambda: self._stderr.extend(self.proc.stderr), daemon=True).start()
 
     def ask(self, **command) -> dict:
@@ -178,7 +210,9 @@ class _SavedModelCaller:
         self.proc.stdin.flush()
         for line in self.proc.stdout:
             if line.startswith(ANSWER_PREFIX):
-                return json.loads(line[len(ANSWER_PREFIX):])
+                answer = json.loads(line[len(ANSWER_PREFIX):])
+                self.signatures = answer.get("signatures", self.signatures)
+                return answer
         self.proc.wait(timeout=30)
         raise RuntimeError(f"the in-process caller exited ({self.proc.returncode}) on {command}: "
                            f"{''.join(self._stderr[-20:])}")
@@ -188,17 +222,30 @@ class _SavedModelCaller:
         _stop(self.proc)
 
 
+def _server_clients(batch: Dict[str, np.ndarray], ports: Dict[str, int], model_name: str, version: int,
+                    signature_name: str) -> Tuple[Dict[str, Callable[[], Callable[[], bytes]]], Dict[str, int]]:
+    """Per server format: a factory of clients (each one connection) and the request's size in bytes."""
+    path = f"/v1/models/{model_name}/versions/{version}:predict"
+    bodies = request_bodies(batch, signature_name)
+    factories = {fmt: (lambda body=body: _Client("127.0.0.1", ports["rest"], path, body))
+                 for fmt, body in bodies.items()}
+    request = grpc_request(batch, model_name, version, signature_name)
+    factories[GRPC] = lambda: _GrpcClient(f"127.0.0.1:{ports['grpc']}", request)
+    return factories, {**{fmt: len(body) for fmt, body in bodies.items()}, GRPC: len(request)}
+
+
 def _measure(batch_sizes: Sequence[int], batches: Dict[int, Dict[str, np.ndarray]], caller: _SavedModelCaller,
-             port: int, path: str, signature_name: str, seconds: float, concurrency: int,
-             repeats: int) -> List[dict]:
-    """One thread-pool setting: every batch size through the in-process caller and the server."""
+             ports: Dict[str, int], model_name: str, version: int, signature_name: str, seconds: float,
+             concurrency: int, repeats: int) -> List[dict]:
+    """One thread-pool setting: every batch size through the in-process caller and each server format."""
     results = []
     for n in batch_sizes:
         answer = caller.ask(op="predict", batch=n)
         expected = {k: np.asarray(v) for k, v in answer["outputs"].items()}
-        bodies = request_bodies(batches[n], signature_name)
-        clients = {fmt: _Client("127.0.0.1", port, path, body) for fmt, body in bodies.items()}
-        diffs = {fmt: _max_diff(json.loads(client()), fmt, expected) for fmt, client in clients.items()}
+        factories, sizes = _server_clients(batches[n], ports, model_name, version, signature_name)
+        clients = {fmt: make() for fmt, make in factories.items()}
+        diffs = {fmt: _max_diff(_answer_outputs(client(), fmt, sorted(expected)), expected)
+                 for fmt, client in clients.items()}
         for client in clients.values():
             for _ in range(3):
                 client()
@@ -211,10 +258,9 @@ def _measure(batch_sizes: Sequence[int], batches: Dict[int, Dict[str, np.ndarray
         def throughput(name: str) -> float:
             if name == "in-process":
                 return caller.ask(op="throughput", batch=n, threads=concurrency, seconds=seconds)["requests_per_s"]
-            return concurrent_rate(lambda: _Client("127.0.0.1", port, path, bodies[name]), concurrency,
-                                   seconds)["requests_per_s"]
+            return concurrent_rate(factories[name], concurrency, seconds)["requests_per_s"]
 
-        names = ["in-process", *bodies]
+        names = ["in-process", *factories]
         lat = {name: latency(name) for name in names}
         # Throughput in interleaved rounds, median per path: machine noise hits every path alike.
         rounds: Dict[str, List[float]] = {name: [] for name in names}
@@ -232,10 +278,26 @@ def _measure(batch_sizes: Sequence[int], batches: Dict[int, Dict[str, np.ndarray
                    "requests_per_s_1": seq_rps, f"requests_per_s_{concurrency}": conc_rps,
                    "rows_per_s": best[name] * n}
             if name != "in-process":
-                row.update({"request_bytes": len(bodies[name]), "max_abs_diff_vs_in_process": diffs[name],
+                row.update({"request_bytes": sizes[name], "max_abs_diff_vs_in_process": diffs[name],
                             "throughput_ratio_vs_in_process": best[name] / best["in-process"]})
             results.append(row)
     return results
+
+
+def _score_all_vs_default(caller: _SavedModelCaller, n: int, seconds: float, repeats: int) -> Optional[dict]:
+    """In-process p50 latency of ``score_all`` over ``serving_default`` at ``n`` rows, measured in
+    interleaved rounds; None when the SavedModel lacks either signature."""
+    answer = caller.ask(op="predict", batch=n, signature="score_all") if "score_all" in caller.signatures else None
+    if answer is None or "serving_default" not in caller.signatures:
+        return None
+    use_cases = answer["outputs"].get("use_cases")
+    latencies: Dict[str, List[float]] = {"serving_default": [], "score_all": []}
+    for _ in range(max(1, int(repeats))):
+        for signature, lat in latencies.items():
+            lat += caller.ask(op="latency", batch=n, seconds=seconds, min_iters=20, signature=signature)["latencies"]
+    timing = {signature: percentiles(lat) for signature, lat in latencies.items()}
+    return {"batch": n, "use_cases": len(use_cases[0]) if use_cases else None, **timing,
+            "p50_ratio": timing["score_all"]["p50_ms"] / timing["serving_default"]["p50_ms"]}
 
 
 def _pools_label(pools: Tuple[int, int]) -> str:
@@ -249,51 +311,84 @@ def run_serving_benchmark(model_base_path: str, model_name: str, make_batch: Cal
                           seconds: float = 3.0, concurrency: int = 4, repeats: int = 3,
                           server_threads: Optional[int] = None,
                           thread_pools: Sequence[Tuple[int, int]] = ((0, 0),)) -> dict:
-    """Benchmark the REST server against in-process calls; write serving.json and serving.md to ``out_dir``.
+    """Benchmark the gRPC and REST APIs against in-process calls; write serving.json and serving.md to ``out_dir``.
 
     Args:
       model_base_path: folder with numbered SavedModel versions (``exports/grec``); the highest is used.
       model_name: model name in the URL.
-      make_batch: ``n -> {input_name: numpy array with n rows}`` (raw feature values, columnar).
+      make_batch: ``n -> {input_name: numpy array with n rows}`` (raw feature values, columnar, with
+        the signature's dtypes).
       out_dir: where ``serving.json`` / ``serving.md`` go (created if missing).
       signature_name: signature to call (default ``serving_default``).
       batch_sizes: rows per request (default 1 and 256).
       seconds: duration of each measurement.
       concurrency: client threads (server) / caller threads (in-process) for throughput.
       repeats: throughput is measured in this many interleaved rounds (median reported).
-      server_threads: ``--rest_api_num_threads`` of the server (default: the server's).
+      server_threads: ``--rest_api_num_threads`` and ``--grpc_max_threads`` of the server (default: the server's).
       thread_pools: ``(intra_op, inter_op)`` TF thread-pool sizes to measure, each given to both sides
-        (0 = TensorFlow's choice); each setting gets its own target verdict.
+        (0 = TensorFlow's choice); the targets are judged on the first.
     """
     version = _latest_version(model_base_path)
     saved_model = os.path.join(model_base_path, str(version))
-    path = f"/v1/models/{model_name}/versions/{version}:predict"
     batches = {n: {k: np.asarray(v) for k, v in make_batch(n).items()} for n in batch_sizes}
     pool_settings = [(int(intra), int(inter)) for intra, inter in thread_pools]
-    results = []
+    largest = max(batch_sizes)
+    results, score_all = [], None
     with tempfile.TemporaryDirectory(prefix="grec-serving-bench-") as work:
         batches_file = os.path.join(work, "batches.pkl")
         with open(batches_file, "wb") as f:
             pickle.dump(batches, f)
         for pools in pool_settings:
             with _caller_and_server(saved_model, signature_name, batches_file, model_base_path, model_name,
-                                    server_threads, pools) as (caller, port):
-                rows = _measure(batch_sizes, batches, caller, port, path, signature_name, seconds,
+                                    server_threads, pools) as (caller, ports):
+                rows = _measure(batch_sizes, batches, caller, ports, model_name, version, signature_name, seconds,
                                 concurrency, repeats)
+                if pools == pool_settings[0]:
+                    score_all = _score_all_vs_default(caller, largest, seconds, repeats)
             results += [dict(row, thread_pools=_pools_label(pools)) for row in rows]
-
-    largest = max(batch_sizes)
+    sub_model_rows, sub_model_targets = sub_model_comparison(model_base_path, model_name, batches)
+    targets = {**serving_targets(results, score_all, _pools_label(pool_settings[0]), largest), **sub_model_targets}
     report = {
         "benchmark": "serving",
         "model_base_path": os.path.abspath(model_base_path), "model_name": model_name, "version": version,
         "signature_name": signature_name, "seconds_per_measurement": seconds, "concurrency": concurrency,
         "throughput_rounds": repeats, "environment": _environment(), "results": results,
-        "target": {"batch": largest, "min_ratio": TARGET_RATIO,
-                   "by_thread_pools": [_target_verdict(results, _pools_label(pools), largest)
-                                       for pools in pool_settings]},
+        "score_all_vs_serving_default": score_all, "sub_models": sub_model_rows,
+        "targets_judged_on": {"thread_pools": _pools_label(pool_settings[0]), "batch": largest},
+        "targets": targets, "all_targets_pass": all(t["pass"] for t in targets.values()),
     }
     write_report(out_dir, "serving", report, _markdown(report))
     return report
+
+
+def sub_model_comparison(model_base_path: str, model_name: str,
+                         batches: Dict[int, Dict[str, np.ndarray]]) -> Tuple[List[dict], Dict[str, dict]]:
+    """Rows and targets of the full model vs a one-task-sentence sub-model (issue 14: a sub-model of
+    GRec 8/4 holds k/E of the expert parameters, and serves at >= 1.0 x the full model's in-process
+    throughput for its task sentence; rows report total parameters and SavedModel bytes of both).
+
+    The hook where per-task-sentence sub-model export plugs in; until it does, no rows and no
+    targets, and ``serving.md`` says the comparison was not run."""
+    return [], {}
+
+
+def _target(value: Optional[float], limit: float, at_least: bool) -> dict:
+    passed = value is not None and (value >= limit if at_least else value <= limit)
+    return {"value": value, "limit": limit, "pass": bool(passed)}
+
+
+def serving_targets(results: List[dict], score_all: Optional[dict], pools_label: str,
+                    largest: int) -> Dict[str, dict]:
+    """name -> {"value", "limit", "pass"} at the largest batch, for the thread-pool setting ``pools_label``;
+    a target whose measurement is missing (no ``score_all`` signature) fails with value None."""
+    ratios = {r["format"]: r["throughput_ratio_vs_in_process"] for r in results
+              if r["thread_pools"] == pools_label and r["path"] == "server" and r["batch"] == largest}
+    return {
+        f"grpc_throughput_vs_in_process_b{largest}": _target(ratios.get(GRPC), MIN_THROUGHPUT_RATIO, True),
+        f"rest_columnar_vs_in_process_b{largest}": _target(ratios.get("columnar"), MIN_THROUGHPUT_RATIO, True),
+        f"score_all_latency_vs_default_b{largest}": _target(score_all and score_all["p50_ratio"],
+                                                           MAX_SCORE_ALL_LATENCY_RATIO, False),
+    }
 
 
 def _latest_version(model_base_path: str) -> int:
@@ -307,30 +402,18 @@ def _latest_version(model_base_path: str) -> int:
 @contextlib.contextmanager
 def _caller_and_server(saved_model: str, signature_name: str, batches_file: str, model_base_path: str,
                        model_name: str, server_threads: Optional[int],
-                       pools: Tuple[int, int]) -> Iterator[Tuple[_SavedModelCaller, int]]:
-    """Both measured sides with the same TF thread pools: the in-process caller and the server's port;
+                       pools: Tuple[int, int]) -> Iterator[Tuple[_SavedModelCaller, Dict[str, int]]]:
+    """Both measured sides with the same TF thread pools: the in-process caller and the server's ports;
     both subprocesses are stopped on leaving, also when a measurement fails."""
     caller = _SavedModelCaller(saved_model, signature_name, batches_file, pools)
     try:
-        proc, port = _start_server(model_base_path, model_name, server_threads, pools)
+        proc, ports = _start_server(model_base_path, model_name, server_threads, pools)
         try:
-            yield caller, port
+            yield caller, ports
         finally:
             _stop(proc)
     finally:
         caller.close()
-
-
-def _target_verdict(results: List[dict], pools_label: str, largest: int) -> dict:
-    """Server / in-process throughput ratios at the largest batch for one thread-pool setting, and
-    whether each target format reaches :data:`TARGET_RATIO`."""
-    at_largest = [r for r in results if r["thread_pools"] == pools_label and r["path"] == "server"
-                  and r["batch"] == largest]
-    ratios = {r["format"]: r["throughput_ratio_vs_in_process"] for r in at_largest if r["format"] in TARGET_FORMATS}
-    return {"thread_pools": pools_label, "ratios": ratios,
-            "met": {fmt: bool(r >= TARGET_RATIO) for fmt, r in ratios.items()},
-            "not_in_target": {r["format"]: r["throughput_ratio_vs_in_process"] for r in at_largest
-                              if r["format"] not in TARGET_FORMATS}}
 
 
 def _environment() -> dict:
@@ -348,22 +431,24 @@ def _environment() -> dict:
 def _markdown(report: dict) -> str:
     c = report["concurrency"]
     lines = [
-        "# Serving: local REST server vs in-process SavedModel call",
+        "# Serving: local gRPC and REST APIs vs in-process SavedModel call",
         "",
         f"Model `{report['model_name']}` version {report['version']}, signature `{report['signature_name']}`; "
         f"{report['environment']['cpu_count']} CPUs, TensorFlow {report['environment']['tensorflow']}, "
         f"JSON via {report['environment']['json']}; {report['seconds_per_measurement']} s per measurement. "
         f"Latency: one caller, back to back. Throughput: the better of 1 caller and {c} concurrent callers "
         f"(median of {report['throughput_rounds']} interleaved rounds of that length). "
-        "Server = `python -m pipelines.serve` in a subprocess on loopback (TF Serving REST API v1); "
+        "Server = `python -m pipelines.serve` in a subprocess on loopback: TF Serving's REST API v1 "
+        "(formats `row`, `columnar`) and gRPC `PredictionService/Predict` (format `grpc`, a serialized "
+        "`PredictRequest` of `tf.make_tensor_proto` tensors); "
         "in-process = `signature(**tensors)` in another fresh subprocess "
         "(`grec_tf.benchmarks.saved_model_caller`). Both sides get the same TensorFlow thread pools "
         "(`TF threads`: TensorFlow's choice, or the server's `--tensorflow_intra_op_parallelism` / "
-        "`--tensorflow_inter_op_parallelism`); the client runs in the benchmark process on the same 2 cores.",
+        "`--tensorflow_inter_op_parallelism`); the client runs in the benchmark process on the same CPUs.",
         "",
-        "Request bodies write float32 values in their shortest exact form (orjson, as TF Serving writes "
+        "REST bodies write float32 values in their shortest exact form (orjson, as TF Serving writes "
         "float32); `row, stdlib json` is the same row-format request written by `json.dumps` of `tolist()` "
-        "values (17 digits per float), shown for comparison and not part of the target.",
+        "values (17 digits per float), shown for comparison and not part of the targets.",
         "",
         f"| TF threads | batch | path | format | request KB | p50 ms | p99 ms | req/s (1) | req/s ({c}) | rows/s "
         "| server / in-process |",
@@ -376,16 +461,37 @@ def _markdown(report: dict) -> str:
                      f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['requests_per_s_1']:.1f} | "
                      f"{r[f'requests_per_s_{c}']:.1f} | {r['rows_per_s']:.0f} | "
                      f"{'' if ratio is None else f'{ratio:.3f}x'} |")
-    t = report["target"]
-    lines.append("")
-    for entry in t["by_thread_pools"]:
-        verdict = ", ".join(f"{fmt}: {r:.3f}x ({'met' if entry['met'][fmt] else 'NOT met'})"
-                            for fmt, r in entry["ratios"].items())
-        others = "".join(f"; {fmt} (not in the target): {r:.3f}x" for fmt, r in entry["not_in_target"].items())
-        lines.append(f"Target ({entry['thread_pools']}): server throughput at batch {t['batch']} >= "
-                     f"{t['min_ratio']} x in-process - {verdict}{others}.")
-        lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + [""] + _score_all_lines(report) + [""] + _sub_model_lines(report) + [""]
+                     + _target_lines(report)) + "\n"
+
+
+def _score_all_lines(report: dict) -> List[str]:
+    s = report["score_all_vs_serving_default"]
+    if s is None:
+        return ["## score_all vs serving_default", "", "Not measured: the SavedModel lacks `score_all` or "
+                "`serving_default`."]
+    return ["## score_all vs serving_default", "",
+            f"In-process, batch {s['batch']} ({report['targets_judged_on']['thread_pools']}), interleaved rounds: "
+            f"`serving_default` p50 {s['serving_default']['p50_ms']:.2f} ms, `score_all` "
+            f"({s['use_cases']} use cases a row) p50 {s['score_all']['p50_ms']:.2f} ms: {s['p50_ratio']:.2f}x."]
+
+
+def _sub_model_lines(report: dict) -> List[str]:
+    if not report["sub_models"]:
+        return ["## Full model vs one-task-sentence sub-model", "",
+                "Not run: `grec_tf.benchmarks.serving.sub_model_comparison` has no sub-model export to measure yet."]
+    return ["## Full model vs one-task-sentence sub-model", "", "```", json.dumps(report["sub_models"], indent=1),
+            "```"]
+
+
+def _target_lines(report: dict) -> List[str]:
+    judged = report["targets_judged_on"]
+    lines = ["## Targets", "", f"At batch {judged['batch']}, TF threads: {judged['thread_pools']}.", "",
+             "| target | value | limit | pass |", "|---|---|---|---|"]
+    for name, t in report["targets"].items():
+        value = "not measured" if t["value"] is None else f"{t['value']:.3f}"
+        lines.append(f"| {name} | {value} | {t['limit']} | {'yes' if t['pass'] else 'NO'} |")
+    return lines + ["", f"All targets pass: **{'yes' if report['all_targets_pass'] else 'NO'}**"]
 
 
 def run(out_dir: str, model_base_path: str = "", model_name: str = "grec", config: str = "configs/telecom.yaml",

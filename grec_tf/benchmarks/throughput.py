@@ -29,16 +29,17 @@ import statistics as stats
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 
 from grec_tf.atomic_files import write_report
+from grec_tf.benchmarks.deepctr_peers import (EMBEDDING_DIM, PEER_MODELS, build_peer, import_peers,
+                                              missing_peers_note, peer_arrays, peer_dataset)
 from grec_tf.benchmarks.quality import VARIANTS
 from grec_tf.config import ExperimentConfig, load_config
-from grec_tf.data.dataset import make_dataset
 from grec_tf.experiment import Experiment, load_experiment
 from grec_tf.metrics import roc_auc
 from grec_tf.training.evaluation import evaluate_scores
@@ -47,11 +48,9 @@ from grec_tf.training.trainer import count_params
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 ADULT_PATH = "/work/shared/data/adult/adult.parquet"
 GREC_MODELS = ("grec", "mmoe", "shared_bottom")
-PEER_MODELS = {"deepctr_mmoe": "MMOE", "deepctr_shared_bottom": "SharedBottom"}
-DEFAULT_MODELS = ",".join(GREC_MODELS + tuple(PEER_MODELS))
+DEFAULT_MODELS = ",".join(GREC_MODELS + ("deepctr_mmoe", "deepctr_shared_bottom"))
 #: precision label -> Keras mixed-precision policy (GRec-TF models run in both; DeepCTR in float32)
 PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16"}
-EMBEDDING_DIM = 16
 PATIENCE = 2
 INFERENCE_PASSES = 3
 #: dataset -> config file, what one training example of a person-level model is, and its id column
@@ -182,69 +181,12 @@ def grec_rows(config_path: str, overrides: List[str], models: Sequence[str], epo
     return rows, base
 
 
-def import_peers() -> Union[str, Tuple[type, ...]]:
-    """DeepCTR's ``(MMOE, SharedBottom, SparseFeat, DenseFeat)``, or the ImportError's message."""
-    try:
-        from deepctr.feature_column import DenseFeat, SparseFeat
-        from deepctr.models.multitask import MMOE, SharedBottom
-    except ImportError as error:
-        return f"{type(error).__name__}: {error}"
-    return MMOE, SharedBottom, SparseFeat, DenseFeat
-
-
-def person_table(frame: pd.DataFrame, config: ExperimentConfig) -> Tuple[pd.DataFrame, pd.DataFrame]:
-    """One row per person of a single-flow long-format split: its features and its ``[persons, tasks]``
-    labels (columns: the config's use cases), both indexed by the group column."""
-    group, label = config.data.group_column, config.data.label_column
-    labels = frame.pivot(index=group, columns="use_case", values=label)[list(config.data.use_cases)]
-    features = frame.drop_duplicates(group).set_index(group).loc[labels.index]
-    return features, labels
-
-
-def peer_arrays(splits: Dict[str, pd.DataFrame], config: ExperimentConfig,
-                SparseFeat: type, DenseFeat: type) -> Tuple[Dict[str, Dict[str, np.ndarray]], list]:
-    """DeepCTR inputs per split (``name -> [persons, 1]``, labels under ``label/{use case}``: [persons]) and
-    the feature columns: vocabularies and normalization come from the training split only."""
-    tables = {split: person_table(frame, config) for split, frame in splits.items()}
-    train = tables["train"][0]
-    categorical = [f.name for f in config.features if f.kind == "categorical"]
-    numerical = [f.name for f in config.features if f.kind == "numerical"]
-    vocabularies = {name: {v: i + 1 for i, v in enumerate(sorted(train[name].astype(str).unique()))}
-                    for name in categorical}  # index 0: a value the training split never showed
-    moments = {name: (float(train[name].mean()), float(train[name].std()) or 1.0) for name in numerical}
-    arrays = {}
-    for split, (features, labels) in tables.items():
-        columns = {name: features[name].astype(str).map(vocabularies[name]).fillna(0).to_numpy(np.int32)[:, None]
-                   for name in categorical}
-        columns.update({name: ((features[name].to_numpy(np.float64) - mean) / std).astype(np.float32)[:, None]
-                        for name, (mean, std) in moments.items()})
-        columns.update({f"label/{task}": labels[task].to_numpy(np.float32) for task in labels.columns})
-        arrays[split] = columns
-    feature_columns = [SparseFeat(name, len(vocabularies[name]) + 1, embedding_dim=EMBEDDING_DIM)
-                       for name in categorical] + [DenseFeat(name, 1) for name in numerical]
-    return arrays, feature_columns
-
-
-def peer_dataset(arrays: Dict[str, np.ndarray], config: ExperimentConfig, shuffle: bool) -> tf.data.Dataset:
-    """``(features, {task: labels})`` batches through the same pipeline GRec-TF uses (same shuffle buffer
-    and seed); evaluation batches are as large as GRec-TF's."""
-    d = config.data
-    size = d.batch_size if shuffle else max(d.batch_size, 1024)
-    dataset = make_dataset(arrays, size, shuffle=shuffle, shuffle_buffer=d.shuffle_buffer, seed=d.seed)
-    return dataset.map(lambda batch: ({k: v for k, v in batch.items() if not k.startswith("label/")},
-                                      {k.split("/", 1)[1]: v for k, v in batch.items() if k.startswith("label/")}))
-
-
-def peer_row(builder: Callable[..., tf.keras.Model], feature_columns: list, arrays: Dict[str, Dict[str, np.ndarray]],
+def peer_row(name: str, peers: Dict[str, type], feature_columns: list, arrays: Dict[str, Dict[str, np.ndarray]],
              config: ExperimentConfig, epochs: int, unit: str) -> Dict:
-    """Trains and times one DeepCTR model (``builder``: ``MMOE`` or ``SharedBottom``, its default
-    architecture) in float32; the same report as :func:`grec_row`."""
-    tf.keras.mixed_precision.set_global_policy("float32")
+    """Trains and times one DeepCTR model (``name``: a ``PEER_MODELS`` key, its default architecture) in
+    float32; the same report as :func:`grec_row`."""
     tasks = list(config.data.use_cases)
-    extra = {"num_experts": 8} if builder.__name__ == "MMOE" else {}
-    model = builder(feature_columns, task_types=["binary"] * len(tasks), task_names=tasks,
-                    seed=config.data.seed, **extra)
-    model.compile(optimizer=tf.keras.optimizers.Adam(config.train.learning_rate), loss="binary_crossentropy")
+    model = build_peer(name, peers, feature_columns, config)
     epoch_seconds = fit_timed(model, peer_dataset(arrays["train"], config, True),
                               peer_dataset(arrays["valid"], config, False), "val_loss", epochs)
     scores, seconds = timed_predict(lambda features: tf.concat(model(features, training=False), axis=1),
@@ -265,15 +207,12 @@ def peer_rows(models: Sequence[str], base: Experiment, epochs: int, unit: str) -
         return {}, []
     peers = import_peers()
     if isinstance(peers, str):
-        return {}, [f"DeepCTR rows skipped ({', '.join(wanted)}): deepctr is not importable ({peers}); "
-                    f"install the optional extra: pip install -e '.[peers]'"]
-    MMOE, SharedBottom, SparseFeat, DenseFeat = peers
-    arrays, feature_columns = peer_arrays(base.splits, base.config, SparseFeat, DenseFeat)
-    builders = {"deepctr_mmoe": MMOE, "deepctr_shared_bottom": SharedBottom}
+        return {}, [missing_peers_note(wanted, peers)]
+    arrays, feature_columns = peer_arrays(base.splits, base.config, peers)
     rows = {}
     for name in wanted:
         print(f"== {base.config.data.source}: {name}/fp32", flush=True)
-        rows[f"{name}/fp32"] = peer_row(builders[name], feature_columns, arrays, base.config, epochs, unit)
+        rows[f"{name}/fp32"] = peer_row(name, peers, feature_columns, arrays, base.config, epochs, unit)
         tf.keras.backend.clear_session()
     return rows, []
 

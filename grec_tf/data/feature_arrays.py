@@ -8,7 +8,8 @@ Conventions shared by training, evaluation and the exported serving signatures:
 - sequence: ``string`` [N, max_length], the most recent ``max_length`` ids, left-aligned, padded with
   ``""`` (the padding value doubles as the key-padding mask);
 - embedding: ``float32`` [N, dim];
-- label: ``float32`` [N].
+- label: ``float32`` [N];
+- impression_key: ``int64`` [N], equal for rows whose feature arrays are all equal (see :func:`impression_keys`).
 """
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ from grec_tf.errors import DataError
 
 SEQUENCE_PADDING = ""
 ROUTE_COLUMNS = ("flow", "use_case")
+IMPRESSION_KEY = "impression_key"
+#: mixed-radix codes stay below this before they are renumbered (int64 arithmetic cannot overflow)
+_CODE_LIMIT = 2 ** 62
 
 
 def as_string_array(values: pd.Series) -> np.ndarray:
@@ -83,13 +87,37 @@ def feature_array(frame: pd.DataFrame, feature: FeatureConfig) -> np.ndarray:
 
 def frame_to_arrays(frame: pd.DataFrame, config: ExperimentConfig,
                     with_labels: bool = True) -> Dict[str, np.ndarray]:
-    """All model inputs (and ``label`` when ``with_labels``) of a long-format frame."""
+    """All model inputs of a long-format frame; ``with_labels`` adds what training and evaluation read beyond
+    the serving inputs: ``label`` and ``impression_key``."""
     arrays = {name: as_string_array(frame[name]) for name in ROUTE_COLUMNS}
     for feature in config.features:
         arrays[feature.name] = feature_array(frame, feature)
     if with_labels:
         arrays["label"] = frame[config.data.label_column].to_numpy(dtype=np.float32)
+        arrays[IMPRESSION_KEY] = impression_keys([arrays[f.name] for f in config.features], len(frame))
     return arrays
+
+
+def impression_keys(features: Sequence[np.ndarray], rows: int) -> np.ndarray:
+    """[N] int64 impression number of each row: rows get the same number exactly when every array of
+    ``features`` (each [N, ...]) holds equal values in them, numbered 0, 1, ... in order of first occurrence.
+
+    An impression is defined by content, not by an id column: the model's encoders are functions of these
+    arrays only, so rows with one key are guaranteed to encode alike (a wrong id could not break that). The
+    numbering is exact (no hashing): each column is factorized and the codes are combined in mixed radix,
+    renumbered whenever the radix would leave int64.
+    """
+    keys, radix = np.zeros(rows, dtype=np.int64), 1
+    if rows == 0:
+        return keys
+    for values in features:
+        for column in np.asarray(values).reshape(rows, -1).T:
+            codes, uniques = pd.factorize(column, use_na_sentinel=False)
+            if radix * max(len(uniques), 1) >= _CODE_LIMIT:
+                keys, distinct = pd.factorize(keys)
+                radix = len(distinct)
+            keys, radix = keys * max(len(uniques), 1) + codes, radix * max(len(uniques), 1)
+    return pd.factorize(keys)[0].astype(np.int64)
 
 
 def input_names(config: ExperimentConfig) -> Sequence[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Dict, List
+from typing import Dict, Iterable, List, Tuple
 
 import numpy as np
 import pandas as pd
@@ -46,9 +46,21 @@ class FeatureStatistics:
 def frequency_vocabulary(values: np.ndarray, max_size: int) -> List[str]:
     """Distinct non-empty strings of ``values`` (any shape), most frequent first, ties by value."""
     counts = pd.Series(values.reshape(-1)).value_counts(sort=False)
-    counts = counts[counts.index != SEQUENCE_PADDING]
-    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    return [str(k) for k, _ in ordered[:max_size]]
+    return ranked_vocabulary(counts.items(), max_size)
+
+
+def ranked_vocabulary(counts: Iterable[Tuple[str, int]], max_size: int) -> List[str]:
+    """The ``max_size`` most frequent of ``(id, count)`` pairs (each id once; the padding id ``""`` is
+    skipped), ties by id: the one ranking every vocabulary uses, however its counts were computed."""
+    ordered = sorted(((str(k), int(n)) for k, n in counts if k != SEQUENCE_PADDING), key=lambda kv: (-kv[1], kv[0]))
+    return [k for k, _ in ordered[:max_size]]
+
+
+def normalization_moments(mean: float, variance: float, count: int) -> List[float]:
+    """[mean, variance] a Normalization layer uses: [0, 1] without finite values, variance 1 when it is 0."""
+    if count == 0:
+        return [0.0, 1.0]
+    return [float(mean), float(variance) if variance > 0 else 1.0]
 
 
 def shared_vocabulary_owners(config: ExperimentConfig) -> Dict[str, str]:
@@ -79,9 +91,8 @@ def compute_feature_statistics(train: pd.DataFrame, config: ExperimentConfig) ->
         values = feature_array(train, feature)
         if feature.kind == "numerical":
             finite = values[np.isfinite(values)]
-            mean = float(finite.mean()) if finite.size else 0.0
-            variance = float(finite.var()) if finite.size else 1.0
-            stats.moments[feature.name] = [mean, variance if variance > 0 else 1.0]
+            stats.moments[feature.name] = normalization_moments(
+                finite.mean() if finite.size else 0.0, finite.var() if finite.size else 0.0, finite.size)
         elif feature.kind == "text" and config.model.text_encoder.type == "transformer":
             from grec_tf.text import build_wordpiece_vocabulary
 

@@ -1,12 +1,15 @@
 """``data.source`` -> validated long-format train/valid/test frames, and how they were split.
 
 - ``telecom``: the embedded generator; ``data.path`` (or the caller's default folder) holds
-  ``{train,valid,test}.parquet`` + ``card.json`` and is (re)generated when missing or stale.
+  ``{train,valid,test}.parquet`` + ``card.json`` and is (re)generated when missing or stale (another
+  size, seed or task world: ``data.telecom_flows`` x ``data.telecom_use_cases``).
 - ``aliexpress``, ``census_income``, ``adult``: the raw public files at ``data.path``; a folder with
   a train and a test file keeps the release's test split (valid is carved from train), a single file
   is split by ``data.group_column``.
 - ``csv`` / ``parquet``: tables already in long format: a folder with ``{train,valid,test}.{csv,parquet}``
   or one file, split by ``data.group_column``.
+- ``tfrecord``: the output folder of ``python -m pipelines.preprocess``, streamed from its shards
+  (:mod:`grec_tf.data.tfrecord_source`): ``LoadedData.frames`` stands for the splits but holds no frame.
 
 :func:`load_data` says which of the four split modes applied
 (:data:`grec_tf.data.splits.SPLIT_MODES`), in ``LoadedData.split_mode`` and in a one-line
@@ -21,6 +24,7 @@ import os
 from dataclasses import dataclass
 from typing import Callable, Dict, NamedTuple, Optional, Tuple
 
+import numpy as np
 import pandas as pd
 
 from grec_tf.config import ExperimentConfig
@@ -102,29 +106,78 @@ def _long_table_files(folder: str) -> Optional[Dict[str, str]]:
     return None
 
 
-def _generated(config: ExperimentConfig, default_dir: Optional[str]) -> _RawSplits:
+def _telecom_world(config: ExperimentConfig):
+    """The task world of ``data.telecom_flows`` x ``data.telecom_use_cases``; ConfigError when
+    ``data.flows`` / ``data.use_cases`` name a flow or use case it does not have."""
+    from grec_tf.data.telecom.task_world import task_world
+
+    d = config.data
+    world = task_world(d.telecom_flows, d.telecom_use_cases)
+    for key, chosen, names, size_key in (("flows", d.flows, world.flows, "telecom_flows"),
+                                         ("use_cases", d.use_cases, world.use_cases, "telecom_use_cases")):
+        unknown = [name for name in chosen if name not in names]
+        if unknown:
+            raise ConfigError(f"data.{key}: {unknown} not in the telecom task world of data.{size_key} = "
+                              f"{len(names)} ({', '.join(names)}); pick among those or raise data.{size_key}")
+    return world
+
+
+def _generated_files(config: ExperimentConfig, default_dir: Optional[str]) -> Tuple[Dict[str, str], str]:
     from grec_tf.data.telecom import ensure_dataset
 
     d = config.data
     folder = d.path or default_dir
     if folder is None:
         raise ConfigError("data.path: a folder for the generated telecom data is required")
-    ensure_dataset(folder, d.rows, d.seed)
+    world = _telecom_world(config)
+    ensure_dataset(folder, d.rows, d.seed, world)
     files = {split: os.path.join(folder, f"{split}.parquet") for split in SPLITS}
-    origin = (f"telecom generator folder {folder} ({d.rows:,} impressions, seed {d.seed}; "
+    size = "" if world.is_default else f", task world {len(world.flows)} flows x {len(world.use_cases)} use cases"
+    origin = (f"telecom generator folder {folder} ({d.rows:,} impressions, seed {d.seed}{size}; "
               f"{_names(files)})")
+    return files, origin
+
+
+def _generated(config: ExperimentConfig, default_dir: Optional[str]) -> _RawSplits:
+    files, origin = _generated_files(config, default_dir)
     frames = {split: _read_generated_split(path, config) for split, path in files.items()}
     return _RawSplits(frames, files, "generated", origin)
 
 
+def configured_rows(frame: pd.DataFrame, config: ExperimentConfig) -> np.ndarray:
+    """bool [N]: the rows of a generated frame whose task sentence the config declares (the generator writes
+    them all)."""
+    return (frame["flow"].isin(config.data.flows) & frame["use_case"].isin(config.data.use_cases)).to_numpy()
+
+
 def _read_generated_split(path: str, config: ExperimentConfig) -> pd.DataFrame:
-    """One generated split, restricted to the configured task sentences (the generator writes them
-    all) and validated."""
+    """One generated split, restricted to the configured task sentences and validated."""
     frame = pd.read_parquet(path)
-    frame = frame[frame["flow"].isin(config.data.flows) & frame["use_case"].isin(config.data.use_cases)]
-    frame = frame.reset_index(drop=True)
+    frame = frame[configured_rows(frame, config)].reset_index(drop=True)
     validate_long_frame(frame, config, path)
     return frame
+
+
+def split_files(config: ExperimentConfig, default_dir: Optional[str] = None) -> Tuple[Dict[str, str], str, str]:
+    """``(split -> file, origin, split mode)`` of the sources that come as three split files: the telecom
+    generator's folder (generated first when missing) and a csv / parquet folder with train, valid and test
+    files. For readers that stream the files themselves (the Beam preprocessing pipeline).
+
+    Raises:
+      ConfigError / DataError: another source, or a ``data.path`` that is not such a folder.
+    """
+    d = config.data
+    if d.source == "telecom":
+        files, origin = _generated_files(config, default_dir)
+        return files, origin, "generated"
+    files = _long_table_files(d.path) if d.source in ("csv", "parquet") and d.path and os.path.isdir(d.path) \
+        else None
+    if files is None:
+        raise DataError(f"expected a folder with train, valid and test files ({', '.join(_LONG_TABLE_EXTENSIONS)}) "
+                        f"for data.source {d.source!r}, or data.source telecom; preprocessing reads already split "
+                        f"long tables (split one file first, e.g. with grec_tf.data.splits.split_frame)",
+                        file=d.path or "data.path")
+    return files, f"{d.source} folder {d.path} ({_names(files)})", "files"
 
 
 def _one_file(config: ExperimentConfig, load: Loader, path: str) -> _RawSplits:
@@ -199,6 +252,10 @@ def load_data(config: ExperimentConfig, default_dir: Optional[str] = None) -> Lo
       DataError: a missing file or folder, a file that fails validation (file, column, and row: the
         position in that file's long-format table, before any split), or an empty split.
     """
+    if config.data.source == "tfrecord":  # streamed: no frames, the folder says what it holds
+        from grec_tf.data.tfrecord_source import load_tfrecord_data
+
+        return load_tfrecord_data(config)
     raw = _read_splits(config, default_dir)
     for split in SPLITS:
         if len(raw.frames[split]) == 0:

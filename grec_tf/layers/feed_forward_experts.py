@@ -8,25 +8,8 @@ from typing import Callable, Optional, Tuple
 
 import tensorflow as tf
 
+from grec_tf.layers.activations import activation_fn
 from grec_tf.layers.expert_dispatch import dispatch_by_expert, dispatch_by_route
-
-
-@tf.custom_gradient
-def gelu_exact(x: tf.Tensor):
-    """Exact GELU ``x * Phi(x)``, forward bit-identical to ``tf.nn.gelu(x, approximate=False)`` (Keras's "gelu"),
-    with the derivative ``Phi(x) + x * phi(x)`` as one expression that reuses the forward's erfc: autodiff of
-    the erfc composition costs several more full-size elementwise ops, as much as the expert matmuls on CPU."""
-    tail = tf.math.erfc(-x * tf.cast(0.7071067811865476, x.dtype))  # 2 * Phi(x)
-
-    def grad(dy: tf.Tensor) -> tf.Tensor:
-        density = tf.exp(-0.5 * tf.square(x)) * tf.cast(0.3989422804014327, x.dtype)  # phi(x)
-        return dy * (0.5 * tail + x * density)
-
-    return 0.5 * x * tail, grad
-
-
-# Activations by name whose gradient is cheaper written out than derived by autodiff (same forward values).
-_ACTIVATIONS_WITH_CHEAP_GRADIENT = {"gelu": gelu_exact}
 
 
 def _expert_initializer(fan_in: int, fan_out: int) -> tf.keras.initializers.Initializer:
@@ -52,8 +35,7 @@ class FeedForwardExperts(tf.keras.layers.Layer):
             raise ValueError(f"FeedForwardExperts: num_experts and hidden_dim must be >= 1, got "
                              f"num_experts={num_experts}, hidden_dim={hidden_dim}")
         try:
-            self.activation_fn: Callable[[tf.Tensor], tf.Tensor] = _ACTIVATIONS_WITH_CHEAP_GRADIENT.get(
-                activation) or tf.keras.activations.get(activation)
+            self.activation_fn: Callable[[tf.Tensor], tf.Tensor] = activation_fn(activation)
         except ValueError as error:
             raise ValueError(f"FeedForwardExperts: unknown activation={activation!r} ({error})") from None
         self.num_experts = int(num_experts)

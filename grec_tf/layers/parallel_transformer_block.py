@@ -11,6 +11,7 @@ Fused output projection: [h*d + F, D].
 """
 import tensorflow as tf
 
+from grec_tf.layers.activations import gelu_exact
 from grec_tf.layers.multi_query_attention import multi_query_attend
 
 _ACTIVATIONS = ("gelu", "swiglu")
@@ -81,7 +82,7 @@ class ParallelTransformerBlock(tf.keras.layers.Layer):
             gate, value = tf.split(mlp, 2, axis=-1)
             hidden = tf.nn.silu(gate) * value
         else:
-            hidden = tf.nn.gelu(mlp)
+            hidden = gelu_exact(mlp)
         branches = tf.concat([heads, hidden], axis=-1)
         out = tf.einsum("ble,ed->bld", branches, self.fused_output_kernel) + self.fused_output_bias
         return x + self._residual_dropout(out, training=training)

@@ -10,6 +10,7 @@ from typing import Dict, Tuple
 import tensorflow as tf
 
 from grec_tf.layers import SparseMoE
+from grec_tf.layers.activations import gelu_exact
 
 
 @tf.keras.utils.register_keras_serializable(package="grec_tf")
@@ -82,7 +83,7 @@ class MMoEBottom(tf.keras.layers.Layer):
     def call(self, tokens: tf.Tensor, flow_id=None, use_case_id=None, training=None) -> Tuple[tf.Tensor, tf.Tensor]:
         x = tf.reshape(tokens, [-1, tokens.shape[1] * tokens.shape[2]])  # static width for the gate layer
         dtype = x.dtype
-        h = tf.nn.gelu(tf.einsum("bi,eif->bef", x, tf.cast(self.w_in, dtype)) + tf.cast(self.b_in, dtype))
+        h = gelu_exact(tf.einsum("bi,eif->bef", x, tf.cast(self.w_in, dtype)) + tf.cast(self.b_in, dtype))
         experts = tf.einsum("bef,efh->beh", h, tf.cast(self.w_out, dtype)) + tf.cast(self.b_out, dtype)
         logits = tf.reshape(tf.cast(self.gates(x), tf.float32), [-1, self.num_towers, self.num_experts])
         gates = tf.nn.softmax(logits, axis=-1)
@@ -103,8 +104,8 @@ class SharedBottom(tf.keras.layers.Layer):
     def __init__(self, hidden_dim: int, output_dim: int, **kwargs):
         super().__init__(**kwargs)
         self.hidden_dim, self.output_dim = hidden_dim, output_dim
-        self.mlp = tf.keras.Sequential([tf.keras.layers.Dense(hidden_dim, activation="gelu"),
-                                        tf.keras.layers.Dense(output_dim, activation="gelu")], name="mlp")
+        self.mlp = tf.keras.Sequential([tf.keras.layers.Dense(hidden_dim, activation=gelu_exact),
+                                        tf.keras.layers.Dense(output_dim, activation=gelu_exact)], name="mlp")
 
     def call(self, tokens: tf.Tensor, flow_id=None, use_case_id=None, training=None) -> Tuple[tf.Tensor, None]:
         return self.mlp(tf.reshape(tokens, [-1, tokens.shape[1] * tokens.shape[2]])), None

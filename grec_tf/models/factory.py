@@ -5,7 +5,8 @@ keys read, and a value that cannot be honoured is reported with the key's path (
 """
 from __future__ import annotations
 
-from typing import List, Optional, Type
+import dataclasses
+from typing import Dict, List, Optional, Type
 
 import tensorflow as tf
 
@@ -14,35 +15,119 @@ from grec_tf.data.feature_statistics import FeatureStatistics
 from grec_tf.errors import ConfigError
 from grec_tf.layers import (ROUTERS, FeedForwardExperts, MultiQueryAttention, ParallelTransformerBlock, Router,
                             SparseMoE)
+from grec_tf.models.aitm_towers import AITMTowers
 from grec_tf.models.bottoms import MMoEBottom, SharedBottom, SparseMoEBottom
+from grec_tf.models.esmm_towers import ESMMTowers
 from grec_tf.models.feature_group_encoder import FeatureGroupEncoder
+from grec_tf.models.flow_task_embedding import FlowTaskEmbedding
 from grec_tf.models.multi_task_ranker import MultiTaskRanker
 from grec_tf.models.multi_task_towers import MultiTaskTowers
+from grec_tf.models.ple import PLEBottom
 from grec_tf.models.sequence_encoder import SequenceEncoder
+from grec_tf.models.single_task_ranker import SingleTaskRanker, TaskSentenceNetworks
 from grec_tf.models.task_sentence_embedding import TaskSentenceEmbedding
 from grec_tf.text import HubTextEncoder, SearchQueryEncoder
+
+#: the roles of ``model.esmm``, in chain order: pCTCVR = pCTR x pCVR
+ESMM_ROLES = ("ctr", "cvr", "ctcvr")
+
+#: the model types whose towers are the use cases of one impression: their task token is the flow only
+CHAINED_TYPES = ("esmm", "aitm")
+
 
 def build_ranker(config: ExperimentConfig, statistics: FeatureStatistics) -> MultiTaskRanker:
     """The (uncompiled, unbuilt) model an experiment describes, with vocabularies and normalization from
     ``statistics`` (the training split's). Raises :class:`ConfigError` naming the key of a value that
     cannot be honoured."""
     m = config.model
-    task_embedding = TaskSentenceEmbedding(config.data.flows, config.data.use_cases, m.d_model,
-                                           name="task_sentence_embedding")
-    num_towers = (task_embedding.num_use_case_ids if m.towers == "use_case"
-                  else task_embedding.num_flow_ids * task_embedding.num_use_case_ids)
+    if m.type == "single_task":
+        return build_single_task_ranker(config, statistics)
+    embedding_class = FlowTaskEmbedding if m.type in CHAINED_TYPES else TaskSentenceEmbedding
+    task_embedding = embedding_class(config.data.flows, config.data.use_cases, m.d_model,
+                                     name="task_sentence_embedding")
+    num_flow_ids, num_use_case_ids = task_embedding.num_flow_ids, task_embedding.num_use_case_ids
+    num_towers = num_use_case_ids if m.towers == "use_case" else num_flow_ids * num_use_case_ids
     item_encoder = build_group_encoder(config, statistics, "item")
     return MultiTaskRanker(
         task_embedding=task_embedding,
-        bottom=build_bottom(m, task_embedding.num_flow_ids, task_embedding.num_use_case_ids, num_towers),
-        towers=MultiTaskTowers(num_towers, m.tower_units, name="towers"),
+        bottom=build_bottom(m, num_flow_ids, num_use_case_ids, num_towers),
+        towers=build_towers(m, config.data.use_cases, num_flow_ids),
         context_encoder=build_group_encoder(config, statistics, "context"),
         item_encoder=item_encoder,
         sequence_encoder=build_sequence_encoder(config, statistics, with_candidate=item_encoder is not None),
         text_encoders={f.name: build_text_encoder(m.text_encoder, statistics.text_vocabularies.get(f.name),
                                                   f.max_length, m.d_model)
                        for f in config.features if f.kind == "text"},
-        tower_key=m.towers, loss_weights=m.loss_weights)
+        tower_key=m.towers, loss_weights=loss_weights(m, config.data.use_cases))
+
+
+def build_single_task_ranker(config: ExperimentConfig, statistics: FeatureStatistics) -> SingleTaskRanker:
+    """``single_task``: one shared_bottom ranker per task sentence (own encoders, MLP and tower), built from
+    this config restricted to that flow and use case, behind one :class:`SingleTaskRanker`."""
+    d, m = config.data, config.model
+    networks = [build_ranker(dataclasses.replace(
+        config, data=dataclasses.replace(d, flows=[flow], use_cases=[use_case]),
+        model=dataclasses.replace(m, type="shared_bottom", towers="use_case", loss_weights={})), statistics)
+        for flow in d.flows for use_case in d.use_cases]
+    task_embedding = TaskSentenceEmbedding(d.flows, d.use_cases, m.d_model, name="task_sentence_embedding")
+    return SingleTaskRanker(
+        task_embedding=task_embedding, bottom=None,
+        towers=TaskSentenceNetworks(networks, task_embedding.num_flow_ids, task_embedding.num_use_case_ids,
+                                    name="task_sentence_networks"),
+        tower_key="task_sentence", loss_weights=m.loss_weights)
+
+
+def build_towers(m: ModelConfig, use_cases: List[str], num_flow_ids: int) -> tf.keras.layers.Layer:
+    """The towers: plain MLP heads, or ESMM's / AITM's chained towers over the use cases ``model.esmm`` /
+    ``model.aitm_chain`` name (one chain per flow when ``model.towers`` is task_sentence)."""
+    num_use_case_ids = len(use_cases) + 1
+    num_towers = num_use_case_ids if m.towers == "use_case" else num_flow_ids * num_use_case_ids
+    groups = [0] if m.towers == "use_case" else [f * num_use_case_ids for f in range(num_flow_ids)]
+    if m.type == "esmm":
+        chain = [use_cases.index(name) + 1 for name in esmm_chain(m, use_cases)]
+        return ESMMTowers(num_towers, m.tower_units, [[g + t for t in chain] for g in groups], name="towers")
+    if m.type == "aitm":
+        chain = [use_cases.index(name) + 1 for name in aitm_chain(m, use_cases)]
+        return AITMTowers(num_towers, m.tower_units, [[g + t for t in chain] for g in groups],
+                          calibration_weight=m.aitm_calibration_weight, name="towers")
+    return MultiTaskTowers(num_towers, m.tower_units, name="towers")
+
+
+def esmm_chain(m: ModelConfig, use_cases: List[str]) -> List[str]:
+    """``[ctr, cvr, ctcvr]`` use-case names of ``model.esmm``, checked against ``data.use_cases``."""
+    if sorted(m.esmm) != sorted(ESMM_ROLES):
+        raise ConfigError(f"model.esmm: expected exactly the keys {list(ESMM_ROLES)}, got {sorted(m.esmm)}")
+    for role in ESMM_ROLES:
+        if m.esmm[role] not in use_cases:
+            raise ConfigError(f"model.esmm.{role}: {m.esmm[role]!r} is not one of data.use_cases {use_cases}; "
+                              f"esmm needs a click (ctr), post-click conversion (cvr) and click-and-conversion "
+                              f"(ctcvr) use case")
+    chain = [m.esmm[role] for role in ESMM_ROLES]
+    if len(set(chain)) != len(chain):
+        raise ConfigError(f"model.esmm: ctr, cvr and ctcvr must be three different use cases, got {m.esmm}")
+    return chain
+
+
+def aitm_chain(m: ModelConfig, use_cases: List[str]) -> List[str]:
+    """``model.aitm_chain``, checked: at least two distinct ``data.use_cases``, and a tower hidden layer."""
+    for i, name in enumerate(m.aitm_chain):
+        if name not in use_cases:
+            raise ConfigError(f"model.aitm_chain[{i}]: {name!r} is not one of data.use_cases {use_cases}")
+    if len(m.aitm_chain) < 2 or len(set(m.aitm_chain)) != len(m.aitm_chain):
+        raise ConfigError(f"model.aitm_chain: expected at least two different use cases in funnel order, got "
+                          f"{m.aitm_chain}")
+    if not m.tower_units:
+        raise ConfigError("model.tower_units: aitm needs at least one hidden width (the tower representation "
+                          "the information transfer attends over), got []")
+    return list(m.aitm_chain)
+
+
+def loss_weights(m: ModelConfig, use_cases: List[str]) -> Dict[str, float]:
+    """``model.loss_weights``; under esmm the cvr use case weighs 0 unless named there (ESMM trains pCVR only
+    through pCTCVR on the entire impression space)."""
+    if m.type != "esmm":
+        return dict(m.loss_weights)
+    return {esmm_chain(m, use_cases)[1]: 0.0, **m.loss_weights}
 
 
 def build_group_encoder(config: ExperimentConfig, statistics: FeatureStatistics,
@@ -118,7 +203,8 @@ def build_router(m: ModelConfig, num_flow_ids: int, num_use_case_ids: int) -> Ro
 
 
 def build_bottom(m: ModelConfig, num_flow_ids: int, num_use_case_ids: int, num_towers: int) -> tf.keras.layers.Layer:
-    """The shared bottom ``model.type`` names: GRec's routed sparse MoE, MMoE or shared-bottom."""
+    """The shared bottom ``model.type`` names: GRec's routed sparse MoE, MMoE, PLE, or one shared MLP
+    (shared_bottom, and esmm / aitm, whose difference from it is in the towers)."""
     if m.type == "grec":
         key_dim = max(m.d_model // m.num_heads, 8)
         moe = SparseMoE(experts=FeedForwardExperts(m.num_experts, m.expert_hidden, activation=m.activation,
@@ -131,18 +217,26 @@ def build_bottom(m: ModelConfig, num_flow_ids: int, num_use_case_ids: int, num_t
         return SparseMoEBottom(mixer, moe, pool, name="grec_bottom")
     if m.type == "mmoe":
         return MMoEBottom(m.num_experts, num_towers, m.expert_hidden, m.d_model, name="mmoe_bottom")
-    if m.type == "shared_bottom":
+    if m.type == "ple":
+        return PLEBottom(m.ple_levels, num_towers, m.task_experts, m.shared_experts, m.expert_hidden, m.d_model,
+                         name="ple_bottom")
+    if m.type in ("shared_bottom",) + CHAINED_TYPES:
         return SharedBottom(m.expert_hidden, m.d_model, name="shared_bottom")
     raise ConfigError(f"model.type: no model is built for {m.type!r}")
 
 
 def validate_model_config(config: ExperimentConfig) -> None:
-    """Checks the model keys that only the model side can check (the routing's name and what applies to it)
-    without building anything, so a pipeline can fail before it loads data."""
-    if config.model.type == "grec":
-        router_class(config.model)
+    """Checks the model keys that only the model side can check (the routing's name and what applies to it,
+    the use cases of an esmm / aitm chain) without building anything, so a pipeline can fail before it loads data."""
+    m, use_cases = config.model, config.data.use_cases
+    if m.type == "grec":
+        router_class(m)
+    elif m.type == "esmm":
+        esmm_chain(m, use_cases)
+    elif m.type == "aitm":
+        aitm_chain(m, use_cases)
 
 
-__all__ = ["build_ranker", "build_bottom", "build_router", "router_class", "build_group_encoder", "build_sequence_encoder",
-           "build_text_encoder", "validate_model_config"]
-
+__all__ = ["build_ranker", "build_single_task_ranker", "build_bottom", "build_towers", "build_router",
+           "router_class", "build_group_encoder", "build_sequence_encoder", "build_text_encoder",
+           "validate_model_config", "esmm_chain", "aitm_chain", "loss_weights"]

@@ -5,6 +5,8 @@ from typing import Dict, List
 
 import tensorflow as tf
 
+from grec_tf.layers.activations import gelu_exact
+
 
 @tf.keras.utils.register_keras_serializable(package="grec_tf")
 class FeatureGroupEncoder(tf.keras.layers.Layer):
@@ -45,7 +47,7 @@ class FeatureGroupEncoder(tf.keras.layers.Layer):
         self.wide = tf.keras.layers.Dense(wide_units, name="wide") if numerical else None
         self.vector_projections = {spec["name"]: tf.keras.layers.Dense(d_model, name=f"{spec['name']}_projection")
                                    for spec in vectors}
-        self.output_projection = tf.keras.layers.Dense(d_model, activation="gelu", name="output_projection")
+        self.output_projection = tf.keras.layers.Dense(d_model, activation=gelu_exact, name="output_projection")
 
     @property
     def input_names(self) -> List[str]:

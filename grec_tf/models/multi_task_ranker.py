@@ -7,17 +7,59 @@ bottom it is given.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from grec_tf.data.feature_arrays import IMPRESSION_KEY
 from grec_tf.models.multi_task_towers import MultiTaskTowers
 from grec_tf.models.task_sentence_embedding import TaskSentenceEmbedding
 
 #: the S = 5 tokens of the stack, in order
 TOKENS = ("sequence", "context", "search", "item", "task")
+#: the tokens the encoders compute from the features alone (the same for every task sentence of an impression)
+ENCODED_TOKENS = TOKENS[:-1]
+#: batch entries the encoders do not read
+NOT_ENCODED = ("use_case", "label", IMPRESSION_KEY)
 TOWER_KEYS = ("use_case", "task_sentence")
+
+
+def task_sentences_per_use_case(flow: tf.Tensor, use_cases: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+    """(flow, use_case) [B * U] string of every row [B] paired with every use case [U], row-major (row i, use
+    case u at i * U + u): the rows ``score_use_cases`` scores."""
+    return (tf.repeat(flow, tf.shape(use_cases)[0], axis=0),
+            tf.tile(use_cases, [tf.shape(flow)[0]]))
+
+
+class TrainedExamples:
+    """Long rows and impressions the train step has seen in this process, counted in the graph so that
+    ``steps_per_execution > 1`` and batches of varying size are counted right.
+
+    A plain holder (not a Keras layer or trackable): the counters stay out of the model's weights and
+    checkpoints, so a restored run counts only what it trains itself. ``impressions`` adds the distinct
+    ``impression_key`` values of each batch (the rows of a batch without keys count as one impression each):
+    an impression whose rows fall into two batches counts twice, as it is encoded twice.
+    """
+
+    def __init__(self):
+        # SUM: under a distribution strategy every replica adds the rows of its own part of the batch
+        self.rows = tf.Variable(0, dtype=tf.int64, trainable=False, aggregation=tf.VariableAggregation.SUM)
+        self.impressions = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                       aggregation=tf.VariableAggregation.SUM)
+
+    def count(self, batch: Dict[str, tf.Tensor]) -> None:
+        """Adds one batch (a dict of [B, ...] tensors with ``flow``)."""
+        rows = tf.shape(batch["flow"], out_type=tf.int64)[0]
+        self.rows.assign_add(rows)
+        if IMPRESSION_KEY in batch:
+            self.impressions.assign_add(tf.size(tf.unique(batch[IMPRESSION_KEY]).y, out_type=tf.int64))
+        else:
+            self.impressions.assign_add(rows)
+
+    def numpy(self) -> Dict[str, int]:
+        """``{"rows": ..., "impressions": ...}`` so far."""
+        return {"rows": int(self.rows.numpy()), "impressions": int(self.impressions.numpy())}
 
 
 class MultiTaskRanker(tfrs.models.Model):
@@ -35,7 +77,9 @@ class MultiTaskRanker(tfrs.models.Model):
       loss_weights: use case -> weight of its loss in the total (default 1).
 
     Inputs: a dict with ``flow`` and ``use_case`` [B] string and every declared feature (raw values, see
-    :mod:`grec_tf.data.input_specs`), plus ``label`` [B] float for training.
+    :mod:`grec_tf.data.input_specs`), plus ``label`` [B] float for training and optionally ``impression_key``
+    [B] int64 (equal for rows with equal features): with it the task-independent encoders run once per
+    impression, not once per (impression, task sentence) row (:meth:`encode_impressions`).
 
     Loss: one ``tfrs.tasks.Ranking`` per use case (sigmoid cross-entropy over that use case's rows,
     averaged over them, times its loss weight); the MoE auxiliary losses reach the total through
@@ -78,6 +122,7 @@ class MultiTaskRanker(tfrs.models.Model):
         # TFRS reports the last batch's loss; this is the epoch mean (what early stopping watches).
         self.task_loss = tf.keras.metrics.Mean(name="task_loss")
         self.distribute_reduction_method = "first"
+        self.trained_examples = TrainedExamples()
 
     @property
     def flows(self) -> List[str]:
@@ -110,24 +155,50 @@ class MultiTaskRanker(tfrs.models.Model):
         return cls(**config)
 
     # -- forward -----------------------------------------------------------------------------------
-    def tokens(self, features: Dict[str, tf.Tensor], training=None) -> Dict[str, tf.Tensor]:
-        """Route ids ``flow_id``, ``use_case_id`` [B] int64 and the token stack ``tokens`` [B, S=5, D]."""
-        flow_id, use_case_id, task_token = self.task_embedding(features["flow"], features["use_case"])
-        zeros = tf.zeros_like(task_token)
+    def encode(self, features: Dict[str, tf.Tensor], training=None) -> tf.Tensor:
+        """The task-independent tokens [B, 4, D] (``ENCODED_TOKENS``: sequence, context, search, item) of every
+        row: everything that does not depend on the task sentence (``flow`` gives only the batch size)."""
+        batch = tf.shape(features["flow"])[0]
+        zeros = tf.zeros([batch, self.d_model], self.compute_dtype)
         item = self.item_encoder(features) if self.item_encoder else zeros
         tokens = {
             "sequence": (self.sequence_encoder(features, candidate=item, training=training)
                          if self.sequence_encoder else zeros),
             "context": self.context_encoder(features) if self.context_encoder else zeros,
-            "search": (tf.add_n([tf.cast(encoder(features[name], training=training), task_token.dtype)
+            "search": (tf.add_n([tf.cast(encoder(features[name], training=training), self.compute_dtype)
                                  for name, encoder in self.text_encoders.items()])
                        if self.text_encoders else zeros),
             "item": item,
-            "task": task_token,
         }
-        stack = tf.stack([tf.cast(tokens[name], self.compute_dtype) for name in TOKENS], axis=1)
+        stack = tf.stack([tf.cast(tokens[name], self.compute_dtype) for name in ENCODED_TOKENS], axis=1)
+        return tf.ensure_shape(stack, [None, len(ENCODED_TOKENS), self.d_model])
+
+    def encode_impressions(self, features: Dict[str, tf.Tensor], training=None) -> tf.Tensor:
+        """:meth:`encode` of every row [B, 4, D], computed once per impression when ``features`` has
+        ``impression_key`` [B] (rows with equal keys have equal model inputs, see
+        :func:`grec_tf.data.feature_arrays.impression_keys`): the first row of each key is encoded and its tokens
+        are gathered back to the key's other rows. Dropout inside the encoders then draws one mask per
+        impression instead of one per row. Without the key (serving) every row is encoded."""
+        if IMPRESSION_KEY not in features:
+            return self.encode(features, training=training)
+        keys, inverse = tf.unique(features[IMPRESSION_KEY], out_idx=tf.int32)
+        first = tf.math.unsorted_segment_min(tf.range(tf.size(inverse)), inverse, tf.size(keys))
+        inputs = {name: tf.gather(value, first) for name, value in features.items()
+                  if name not in NOT_ENCODED}
+        return tf.gather(self.encode(inputs, training=training), inverse)
+
+    def task_tokens(self, encoded: tf.Tensor, flow: tf.Tensor, use_case: tf.Tensor) -> Dict[str, tf.Tensor]:
+        """Route ids ``flow_id``, ``use_case_id`` [B] int64 and the token stack ``tokens`` [B, S=5, D]: the
+        encoded tokens [B, 4, D] followed by the task token of each row's (flow, use case)."""
+        flow_id, use_case_id, task_token = self.task_embedding(flow, use_case)
+        stack = tf.concat([encoded, tf.cast(task_token, self.compute_dtype)[:, None, :]], axis=1)
         stack = tf.ensure_shape(stack, [None, len(TOKENS), self.d_model])
         return {"flow_id": flow_id, "use_case_id": use_case_id, "tokens": stack}
+
+    def tokens(self, features: Dict[str, tf.Tensor], training=None) -> Dict[str, tf.Tensor]:
+        """Route ids ``flow_id``, ``use_case_id`` [B] int64 and the token stack ``tokens`` [B, S=5, D]."""
+        encoded = self.encode_impressions(features, training=training)
+        return self.task_tokens(encoded, features["flow"], features["use_case"])
 
     def tower_index(self, flow_id: tf.Tensor, use_case_id: tf.Tensor) -> tf.Tensor:
         """[B] index of each row's own tower."""
@@ -135,16 +206,31 @@ class MultiTaskRanker(tfrs.models.Model):
             return use_case_id
         return flow_id * self.task_embedding.num_use_case_ids + use_case_id
 
-    def call(self, features: Dict[str, tf.Tensor], training=None) -> Dict[str, tf.Tensor]:
+    def call(self, features: Dict[str, tf.Tensor], training=None,
+             score_use_cases: Optional[tf.Tensor] = None) -> Dict[str, tf.Tensor]:
         """Returns ``logit`` and ``probability`` [B] of each row's own task sentence, ``logits``
-        [B, T] of every tower, route ids, and ``routing`` [B, E] (expert weights, GRec and MMoE)."""
-        t = self.tokens(features, training=training)
-        representation, routing = self.bottom(t["tokens"], t["flow_id"], t["use_case_id"], training=training)
+        [B, T] of every tower, route ids, and ``routing`` [B, E] (expert weights, GRec and MMoE).
+
+        ``score_use_cases`` [U] string: score every row for each of these use cases instead of ``use_case``
+        (which may then be absent); the rows of the outputs are then B x U, row-major (row i, use case u at
+        i * U + u), and the encoders still run once per input row."""
+        encoded = self.encode_impressions(features, training=training)
+        flow, use_case = features["flow"], features.get("use_case")
+        if score_use_cases is not None:
+            encoded = tf.repeat(encoded, tf.shape(score_use_cases)[0], axis=0)
+            flow, use_case = task_sentences_per_use_case(flow, score_use_cases)
+        return self.score(self.task_tokens(encoded, flow, use_case), training=training)
+
+    def score(self, tokens: Dict[str, tf.Tensor], training=None) -> Dict[str, tf.Tensor]:
+        """The task-dependent part of :meth:`call` on :meth:`task_tokens`' output: bottom, towers, the row's
+        own tower."""
+        representation, routing = self.bottom(tokens["tokens"], tokens["flow_id"], tokens["use_case_id"],
+                                              training=training)
         logits = self.towers(representation)
-        index = self.tower_index(t["flow_id"], t["use_case_id"])
+        index = self.tower_index(tokens["flow_id"], tokens["use_case_id"])
         logit = tf.gather(logits, index, batch_dims=1)
         out = {"logit": logit, "probability": tf.sigmoid(logit), "logits": logits,
-               "flow_id": t["flow_id"], "use_case_id": t["use_case_id"]}
+               "flow_id": tokens["flow_id"], "use_case_id": tokens["use_case_id"]}
         if routing is not None:
             if len(routing.shape) == 3:  # MMoE: the gate of the row's own tower
                 routing = tf.gather(routing, index, batch_dims=1)
@@ -175,7 +261,9 @@ class MultiTaskRanker(tfrs.models.Model):
         return share
 
     def train_step(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-        """TFRS's step with the auxiliary losses scaled per replica (see the class doc)."""
+        """TFRS's step with the auxiliary losses scaled per replica (see the class doc), counting the batch into
+        :attr:`trained_examples` first."""
+        self.trained_examples.count(inputs)
         with tf.GradientTape() as tape:
             loss = self.compute_loss(inputs, training=True)
             regularization_loss = self._auxiliary_loss_share()

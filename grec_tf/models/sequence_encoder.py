@@ -6,6 +6,7 @@ from typing import Dict, List, Optional
 import tensorflow as tf
 
 from grec_tf.layers import MultiQueryAttention, ParallelTransformerBlock
+from grec_tf.layers.activations import gelu_exact
 
 
 def most_recent(sequence: tf.Tensor, max_length: int) -> tf.Tensor:
@@ -62,7 +63,7 @@ class SequenceEncoder(tf.keras.layers.Layer):
                        for i in range(num_blocks)]
         self.candidate_attention = (MultiQueryAttention(num_heads=num_heads, key_dim=max(d_model // num_heads, 8),
                                                         name="candidate_attention") if target_attention else None)
-        self.output_projection = tf.keras.layers.Dense(d_model, activation="gelu", name="output_projection")
+        self.output_projection = tf.keras.layers.Dense(d_model, activation=gelu_exact, name="output_projection")
 
     def build(self, input_shape) -> None:
         self.type_embedding = self.add_weight(

@@ -18,6 +18,8 @@ the traced graph, where the profiler would skip those ops. :func:`count_flops` t
 function, runs it once in a v1 Session with full tracing, and lets the profiler fill the missing shapes from
 the run metadata, so every op is priced at the shapes it actually ran with.
 """
+from typing import Dict, Iterator, Sequence, Tuple
+
 import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework import graph_util, ops, registry
@@ -114,6 +116,43 @@ def count_flops(fn, *input_specs_or_tensors) -> int:
     Returns:
       FLOPs (int) of the whole traced computation, gradients included if ``fn`` computes them.
     """
+    return count_flops_by_scope(fn, *input_specs_or_tensors)["total"]
+
+
+def count_flops_by_scope(fn, *input_specs_or_tensors, scopes: Sequence[str] = ()) -> Dict[str, int]:
+    """Like :func:`count_flops`, plus the FLOPs of the ops whose name contains each of ``scopes`` (a layer's
+    name scope, e.g. ``"router"``): ``{"total": ..., scope: ...}``."""
+    graph, run_meta = _traced_run(fn, input_specs_or_tensors)
+    options = (tf.compat.v1.profiler.ProfileOptionBuilder(tf.compat.v1.profiler.ProfileOptionBuilder.float_operation())
+               .with_empty_output().build())
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")  # the v1 profiler API logs a deprecation notice on first use
+    try:
+        profile = tf.compat.v1.profiler.profile(graph, run_meta=run_meta, cmd="graph", options=options)
+    finally:
+        logger.setLevel(level)
+    counts = {"total": int(profile.total_float_ops)}
+    nodes = list(_graph_nodes(profile))
+    for scope in scopes:
+        counts[scope] = int(sum(node.float_ops for node in nodes if scope in node.name))
+    return counts
+
+
+def _graph_nodes(node) -> Iterator:
+    """Every node of a tfprof ``graph`` profile (its own ``float_ops``, children recursively; names unique)."""
+    seen = set()
+    stack = list(node.children)
+    while stack:
+        child = stack.pop()
+        if child.name not in seen:
+            seen.add(child.name)
+            yield child
+        stack.extend(child.children)
+
+
+def _traced_run(fn, input_specs_or_tensors) -> Tuple[tf.Graph, "tf.compat.v1.RunMetadata"]:
+    """``fn`` frozen into a graph and run once with full tracing (the profiler reads the run's shapes)."""
     register_flops_statistics()
     values = [_as_value(a) for a in input_specs_or_tensors]
     specs = [a if isinstance(a, tf.TensorSpec) else tf.TensorSpec(v.shape, tf.as_dtype(v.dtype))
@@ -134,14 +173,4 @@ def count_flops(fn, *input_specs_or_tensors) -> int:
         session.run(output_names, feed_dict=dict(zip(input_names, values)),
                     options=tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE),
                     run_metadata=run_meta)
-    options = (tf.compat.v1.profiler.ProfileOptionBuilder(tf.compat.v1.profiler.ProfileOptionBuilder.float_operation())
-               .with_empty_output().build())
-    logger = tf.get_logger()
-    level = logger.level
-    logger.setLevel("ERROR")  # the v1 profiler API logs a deprecation notice on first use
-    try:
-        profile = tf.compat.v1.profiler.profile(graph, run_meta=run_meta, cmd="op", options=options)
-    finally:
-        logger.setLevel(level)
-    return int(profile.total_float_ops)
-
+    return graph, run_meta

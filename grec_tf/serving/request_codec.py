@@ -306,7 +306,7 @@ def to_array(value: Any, spec: InputSpec, where: str) -> np.ndarray:
 Converter = Callable[[Any, InputSpec, str], Any]
 
 
-def _check_shape(arr: Any, spec: InputSpec, name: str, fmt: str) -> None:
+def check_shape(arr: Any, spec: InputSpec, name: str, fmt: str) -> None:
     if spec.shape is None:
         return
     ok = arr.ndim == len(spec.shape) and all(d is None or d == a for d, a in zip(spec.shape, arr.shape))
@@ -357,13 +357,13 @@ def decode_predict_request(doc: Mapping[str, Any], specs: Mapping[str, InputSpec
     if not has_instances and not has_inputs:
         raise invalid_argument("Missing 'inputs' or 'instances' key: send {\"instances\": [...]} (row format) or "
                                f"{{\"inputs\": {{...}}}} (columnar format); signature '{signature_name}' takes "
-                               f"{_expected_inputs(specs)}")
+                               f"{expected_inputs(specs)}")
     if has_instances:
         return _decode_instances(doc["instances"], specs, signature_name, convert), ROW
     return _decode_inputs(doc["inputs"], specs, signature_name, convert), COLUMNAR
 
 
-def _expected_inputs(specs: Mapping[str, InputSpec]) -> str:
+def expected_inputs(specs: Mapping[str, InputSpec]) -> str:
     """``'name' (DT_FLOAT of shape [-1, 3]), ...``: built only when an error message needs it, not per request."""
     return ", ".join(f"'{n}' ({s.describe()})" for n, s in specs.items())
 
@@ -377,7 +377,7 @@ def _only_input(specs: Mapping[str, InputSpec], signature_name: str, sent: str) 
     """The signature's one input, for a request that sent a single unnamed value (``sent`` says how)."""
     if len(specs) > 1:
         raise invalid_argument(f"{sent} as multiple input tensors required as per tensorinfo_map: signature "
-                               f"'{signature_name}' takes {_expected_inputs(specs)}")
+                               f"'{signature_name}' takes {expected_inputs(specs)}")
     (name, spec), = specs.items()
     return name, spec
 
@@ -386,7 +386,7 @@ def _decode_input(value: Any, name: str, spec: InputSpec, fmt: str, convert: Con
     """One input's whole JSON value (a row-format column or a columnar tensor) -> a dense array whose
     shape the signature accepts."""
     arr = _row_column(value, name, spec, convert) if fmt == ROW else convert(value, spec, _where(name, fmt))
-    _check_shape(arr, spec, name, fmt)
+    check_shape(arr, spec, name, fmt)
     return arr
 
 
@@ -428,7 +428,7 @@ def _check_instance_keys(instances: List[Any], specs: Mapping[str, InputSpec], s
             parts.append("unexpected key(s) " + ", ".join(f"'{n}'" for n in extra))
         raise invalid_argument(f"Failed to process element: {i} of 'instances' list: "
                                f"{'; '.join(parts)}; keys must be equal to: {','.join(sorted(names))} "
-                               f"(signature '{signature_name}' takes {_expected_inputs(specs)})")
+                               f"(signature '{signature_name}' takes {expected_inputs(specs)})")
 
 
 def _decode_inputs(inputs: Any, specs: Mapping[str, InputSpec], signature_name: str,
@@ -441,7 +441,7 @@ def _decode_inputs(inputs: Any, specs: Mapping[str, InputSpec], signature_name: 
     for name, spec in specs.items():
         if name not in inputs:
             raise invalid_argument(f"Missing named input: {name} in 'inputs' object (signature "
-                                   f"'{signature_name}' takes {_expected_inputs(specs)})")
+                                   f"'{signature_name}' takes {expected_inputs(specs)})")
         tensors[name] = _decode_input(inputs[name], name, spec, COLUMNAR, convert)
     return tensors
 

@@ -14,19 +14,17 @@ endpoint (TF Serving answers 400 "Malformed request" there) and 413 for a body o
 thread pool, so the event loop only moves bytes and many clients are served concurrently; no
 request can stop the server.
 
-Run it with ``python -m pipelines.serve --model_base_path exports/grec --model_name grec --port 8501``
-(flags in :mod:`grec_tf.serving.server_flags`, which answers ``--help`` without importing TensorFlow).
+``GET /monitoring/prometheus/metrics`` answers the Prometheus metrics of both APIs
+(:mod:`grec_tf.serving.monitoring`). Run it with ``python -m pipelines.serve --model_base_path
+exports/grec --model_name grec --rest_api_port 8501`` (:mod:`grec_tf.serving.model_server` runs it
+beside the gRPC API).
 """
-import argparse
 import asyncio
 import logging
-import os
 import re
-import signal
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import List, Optional
+from typing import Optional, Tuple
 from urllib.parse import unquote
 
 from aiohttp import web
@@ -34,10 +32,9 @@ from aiohttp import web
 from grec_tf.serving import request_codec
 from grec_tf.serving.json_tensors import to_tensor
 from grec_tf.serving.model_registry import ModelRegistry
-from grec_tf.serving.server_flags import build_arg_parser  # noqa: F401  (this module's CLI, re-exported)
-from grec_tf.serving.server_flags import DEFAULT_HOST, DEFAULT_MAX_BODY_BYTES, parse_flags
+from grec_tf.serving.monitoring import METRICS_PATH, RequestRecord, ServingMetrics
+from grec_tf.serving.server_flags import DEFAULT_HOST, DEFAULT_MAX_BODY_BYTES, default_worker_threads
 from grec_tf.serving.status import ServingError, invalid_argument
-from grec_tf.serving.thread_pools import configure_thread_pools
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +54,20 @@ def _error(message: str, status: int, headers: Optional[dict] = None) -> web.Res
     return _json_response(request_codec.error_body(message), status, headers)
 
 
+class _HttpError(ServingError):
+    """An error of the HTTP layer only (405 wrong method, 413 body too large): counted in the metrics
+    under canonical ``code``, answered with its own HTTP status and headers."""
+
+    def __init__(self, message: str, code: str, http_status: int, headers: Optional[dict] = None):
+        super().__init__(message, code)
+        self._http_status = http_status
+        self.headers = headers
+
+    @property
+    def http_status(self) -> int:
+        return self._http_status
+
+
 def _parse_version(text: Optional[str]) -> Optional[int]:
     if not text:
         return None
@@ -70,10 +81,11 @@ class RestServer:
     """The aiohttp application; ``make_app()`` builds it, :class:`ServerThread`/:func:`serve` run it."""
 
     def __init__(self, registry: ModelRegistry, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-                 num_threads: Optional[int] = None):
+                 num_threads: Optional[int] = None, metrics: Optional[ServingMetrics] = None):
         self.registry = registry
+        self.metrics = metrics or ServingMetrics(registry)
         self.max_body_bytes = int(max_body_bytes)
-        self.num_threads = num_threads or max(4, 2 * (os.cpu_count() or 1))
+        self.num_threads = num_threads or default_worker_threads()
         self._pool: Optional[ThreadPoolExecutor] = None
 
     def make_app(self) -> web.Application:
@@ -93,71 +105,87 @@ class RestServer:
     # ------------------------------------------------------------------------------ routing
     async def _dispatch(self, request: web.Request) -> web.Response:
         path = request.rel_url.raw_path
-        method = request.method
+        if path == METRICS_PATH:
+            return self._metrics_response(request.method)
+        record = self.metrics.start("rest", method="")
         try:
-            m = PREDICT_RE.fullmatch(path)
-            if m:
-                if method != "POST":
-                    return _error(f"Malformed request: {method} {path}; :{m.group(3).lower()} takes POST", 405,
-                                  {"Allow": "POST"})
-                body = await self._read_body(request)
-                if isinstance(body, web.Response):
-                    return body
-                loop = asyncio.get_running_loop()
-                out = await loop.run_in_executor(self._pool, self._predict, unquote(m.group(1)),
-                                                 _parse_version(m.group(2)), m.group(3).lower(), body)
-                return _json_response(out)
-            m = STATUS_RE.fullmatch(path)
-            if m:
-                if method != "GET":
-                    return _error(f"Malformed request: {method} {path}; model status and metadata take GET", 405,
-                                  {"Allow": "GET"})
-                name = unquote(m.group(1) or "")
-                if not name:
-                    raise invalid_argument("Missing model name in request.")
-                version = _parse_version(m.group(2))
-                if m.group(3):
-                    doc = self.registry.get(name, version).metadata_json()
-                else:
-                    doc = self.registry.status(name, version)
-                return _json_response(request_codec.dump_json(doc))
-            if V1_RE.fullmatch(path):
-                raise invalid_argument(f"Malformed request: {method} {path}")
-            return _error(f"Not found: {method} {path}; this server answers TF Serving's REST API under /v1/models/",
-                          404)
+            response, code = await self._route(request, path, record), "OK"
         except ServingError as e:
-            return _error(str(e), e.http_status)
+            response, code = _error(str(e), e.http_status, getattr(e, "headers", None)), e.code
         except asyncio.CancelledError:
             raise
         except Exception as e:  # never let a request take the server down
-            logger.exception("internal error answering %s %s", method, path)
-            return _error(f"Internal error: {type(e).__name__}: {e}", 500)
+            logger.exception("internal error answering %s %s", request.method, path)
+            response, code = _error(f"Internal error: {type(e).__name__}: {e}", 500), "INTERNAL"
+        if record.method:  # an API call (predict, metadata, status), not a stray path
+            record.finish(code)
+        return response
 
-    async def _read_body(self, request: web.Request):
+    async def _route(self, request: web.Request, path: str, record: RequestRecord) -> web.Response:
+        method = request.method
+        m = PREDICT_RE.fullmatch(path)
+        if m:
+            record.method, record.model = "predict", unquote(m.group(1))
+            if method != "POST":
+                raise _HttpError(f"Malformed request: {method} {path}; :{m.group(3).lower()} takes POST",
+                                 "INVALID_ARGUMENT", 405, {"Allow": "POST"})
+            body = await self._read_body(request)
+            loop = asyncio.get_running_loop()
+            out = await loop.run_in_executor(self._pool, self._predict, record, _parse_version(m.group(2)),
+                                             m.group(3).lower(), body)
+            return _json_response(out)
+        m = STATUS_RE.fullmatch(path)
+        if m:
+            record.method, record.model = ("metadata" if m.group(3) else "status"), unquote(m.group(1) or "")
+            if method != "GET":
+                raise _HttpError(f"Malformed request: {method} {path}; model status and metadata take GET",
+                                 "INVALID_ARGUMENT", 405, {"Allow": "GET"})
+            if not record.model:
+                raise invalid_argument("Missing model name in request.")
+            version = _parse_version(m.group(2))
+            if m.group(3):
+                doc = self.registry.get(record.model, version).metadata_json()
+            else:
+                doc = self.registry.status(record.model, version)
+            return _json_response(request_codec.dump_json(doc))
+        if V1_RE.fullmatch(path):
+            raise invalid_argument(f"Malformed request: {method} {path}")
+        return _error(f"Not found: {method} {path}; this server answers TF Serving's REST API under /v1/models/ "
+                      f"and metrics at {METRICS_PATH}", 404)
+
+    def _metrics_response(self, method: str) -> web.Response:
+        if method != "GET":
+            return _error(f"Malformed request: {method} {METRICS_PATH}; metrics take GET", 405, {"Allow": "GET"})
+        body, content_type = self.metrics.exposition()
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    async def _read_body(self, request: web.Request) -> bytes:
         too_big = (f"Request body exceeds the server's limit of {self.max_body_bytes} bytes "
                    "(--max_body_bytes); send smaller batches")
         if request.content_length is not None and request.content_length > self.max_body_bytes:
-            return _error(too_big + f" (Content-Length: {request.content_length})", 413)
+            raise _HttpError(too_big + f" (Content-Length: {request.content_length})", "RESOURCE_EXHAUSTED", 413)
         try:
             return await request.read()
         except web.HTTPRequestEntityTooLarge:
-            return _error(too_big, 413)
+            raise _HttpError(too_big, "RESOURCE_EXHAUSTED", 413) from None
 
     # ------------------------------------------------------------------- worker-thread parts
-    def _predict(self, model_name: str, version: Optional[int], verb: str, body: bytes) -> bytes:
+    def _predict(self, record: RequestRecord, version: Optional[int], verb: str, body: bytes) -> bytes:
         doc = request_codec.parse_json(body)
         signature_name = request_codec.read_signature_name(doc)
-        model = self.registry.get(model_name, version)
+        model = self.registry.get(record.model, version)
         if verb != "predict":
             raise invalid_argument(f":{verb} needs a signature with method_name tensorflow/serving/{verb} "
                                    "(tf.Example inputs); this server implements :predict")
         signature = model.signature(signature_name)
+        record.signature = signature.name
         tensors, fmt = request_codec.decode_predict_request(doc, signature.inputs, signature_name, to_tensor)
         outputs = signature.predict(tensors)
         return request_codec.encode_predict_response(outputs, fmt)
 
 
-async def _start_site(app: web.Application, host: str, port: int):
+async def start_site(app: web.Application, host: str, port: int) -> Tuple[web.AppRunner, int]:
+    """Serve ``app`` on ``host:port`` (0: a free port); the runner (``cleanup()`` stops it) and the bound port."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
@@ -175,10 +203,11 @@ class ServerThread:
     """
 
     def __init__(self, registry: ModelRegistry, host: str = DEFAULT_HOST, port: int = 0,
-                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, num_threads: Optional[int] = None):
+                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, num_threads: Optional[int] = None,
+                 metrics: Optional[ServingMetrics] = None):
         self.registry = registry
         self.host, self.port = host, port
-        self.server = RestServer(registry, max_body_bytes=max_body_bytes, num_threads=num_threads)
+        self.server = RestServer(registry, max_body_bytes=max_body_bytes, num_threads=num_threads, metrics=metrics)
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._runner = None
         self._thread: Optional[threading.Thread] = None
@@ -205,7 +234,7 @@ class ServerThread:
         asyncio.set_event_loop(loop)
         try:
             self._runner, self.port = loop.run_until_complete(
-                _start_site(self.server.make_app(), self.host, self.port))
+                start_site(self.server.make_app(), self.host, self.port))
         except BaseException as e:
             self._error = e
             self._ready.set()
@@ -222,50 +251,3 @@ class ServerThread:
             self._thread = None
         if stop_registry:
             self.registry.stop()
-
-
-async def _serve(server: RestServer, host: str, port: int) -> None:
-    runner, bound_port = await _start_site(server.make_app(), host, port)
-    model = server.registry._current
-    served = f"version {model.version}" if model else "no version yet"
-    print(f"Serving model '{server.registry.model_name}' ({served}) from {server.registry.model_base_path} "
-          f"with TF Serving's REST API v1 on http://{host}:{bound_port}  (Ctrl-C to stop)", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # pragma: no cover - non-main thread / Windows
-            pass
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    """``python -m grec_tf.serving.rest_server`` (as the serving benchmark starts it): the flags of
-    :mod:`grec_tf.serving.server_flags`; exit status 0, 1 (cannot listen) or 2 (a wrong flag)."""
-    args = parse_flags(argv)
-    return 2 if args is None else run_server(args)
-
-
-def run_server(args: argparse.Namespace) -> int:
-    """Serve until SIGINT/SIGTERM with flags checked by :func:`grec_tf.serving.server_flags.parse_flags`."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    configure_thread_pools(args.tensorflow_intra_op_parallelism, args.tensorflow_inter_op_parallelism)
-    registry = ModelRegistry(args.model_name, args.model_base_path, poll_seconds=args.poll_seconds,
-                             freeze_heap=True).start()
-    server = RestServer(registry, max_body_bytes=args.max_body_bytes, num_threads=args.rest_api_num_threads)
-    try:
-        asyncio.run(_serve(server, args.host, args.port))
-    except OSError as e:
-        print(f"error: cannot listen on {args.host}:{args.port}: {e}", file=sys.stderr)
-        return 1
-    finally:
-        registry.stop()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

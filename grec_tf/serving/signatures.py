@@ -11,7 +11,7 @@ layers, so these signatures take raw values:
 """
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 import tensorflow as tf
 
@@ -22,12 +22,13 @@ from grec_tf.serving.versioned_export import export_saved_model
 
 class ServingModule(tf.Module):
     """Wraps a trained :class:`~grec_tf.models.multi_task_ranker.MultiTaskRanker` with the two
-    serving signatures; ``signatures()`` gives the mapping for ``tf.saved_model.save``."""
+    serving signatures; ``signatures()`` gives the mapping for ``tf.saved_model.save``. ``use_cases``: the
+    columns of ``score_all`` (default: every configured use case; a sub-model scores only its own)."""
 
-    def __init__(self, model: tf.keras.Model, config: ExperimentConfig):
+    def __init__(self, model: tf.keras.Model, config: ExperimentConfig, use_cases: Optional[Sequence[str]] = None):
         super().__init__(name="grec_serving")
         self.model = model
-        self.use_cases = tf.constant(list(config.data.use_cases))
+        self.use_cases = tf.constant(list(use_cases or config.data.use_cases))
         self._predict = tf.function(self._probability, input_signature=[input_specs(config, True)])
         self._score_all = tf.function(self._all_use_cases, input_signature=[input_specs(config, False)])
 
@@ -35,13 +36,11 @@ class ServingModule(tf.Module):
         return {"probability": self.model(features, training=False)["probability"]}
 
     def _all_use_cases(self, features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-        # One forward pass over the batch repeated once per use case (row-major: row i, use case u at
-        # i * U + u), so each copy is routed by its own task sentence.
+        # Each row is encoded once; its encoded tokens are repeated once per use case (row-major: row i, use
+        # case u at i * U + u) and each copy is routed by its own task sentence.
         batch = tf.shape(features["flow"])[0]
         num = tf.shape(self.use_cases)[0]
-        tiled = {name: tf.repeat(value, num, axis=0) for name, value in features.items()}
-        tiled["use_case"] = tf.tile(self.use_cases, [batch])
-        probability = self.model(tiled, training=False)["probability"]
+        probability = self.model(features, training=False, score_use_cases=self.use_cases)["probability"]
         return {"probabilities": tf.reshape(probability, [batch, num]),
                 "use_cases": tf.tile(self.use_cases[None, :], [batch, 1])}
 
@@ -50,10 +49,11 @@ class ServingModule(tf.Module):
                 "score_all": self._score_all.get_concrete_function()}
 
 
-def save_serving_model(model: tf.keras.Model, config: ExperimentConfig, path: str) -> None:
+def save_serving_model(model: tf.keras.Model, config: ExperimentConfig, path: str,
+                       use_cases: Optional[Sequence[str]] = None) -> None:
     """Writes the SavedModel with both signatures to ``path`` (use the versioned exporter to place
-    it atomically under ``{export_dir}/{model_name}/{version}``)."""
-    module = ServingModule(model, config)
+    it atomically under ``{export_dir}/{model_name}/{version}``); ``use_cases`` as in :class:`ServingModule`."""
+    module = ServingModule(model, config, use_cases)
     tf.saved_model.save(module, path, signatures=module.signatures())
 
 

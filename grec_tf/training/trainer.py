@@ -39,19 +39,29 @@ class TrainingRun:
 
 
 class StepCounter(tf.keras.callbacks.Callback):
-    """Counts the optimizer steps this process ran: a resumed run does not count the restored ones, and
-    with ``steps_per_execution > 1`` one batch callback stands for several steps, so the count is the
-    optimizer's own iteration counter at the end minus its value once training (and any restore) began."""
+    """Counts the optimizer steps, long rows and impressions this process trained: a resumed run does not
+    count the restored ones, and with ``steps_per_execution > 1`` one batch callback stands for several steps,
+    so each count is a counter of the graph (the optimizer's iterations, the model's
+    :class:`~grec_tf.models.multi_task_ranker.TrainedExamples`) at the end minus its value once training (and
+    any restore) began."""
 
     def __init__(self):
         super().__init__()
-        self.start, self.steps = 0, 0
+        self.start: Dict[str, int] = {}
+        self.counts: Dict[str, int] = {"steps": 0, "rows": 0, "impressions": 0}
+
+    def _now(self) -> Dict[str, int]:
+        return {"steps": int(self.model.optimizer.iterations.numpy()), **self.model.trained_examples.numpy()}
 
     def on_train_begin(self, logs=None) -> None:
-        self.start = int(self.model.optimizer.iterations.numpy())
+        self.start = self._now()
 
     def on_train_end(self, logs=None) -> None:
-        self.steps = int(self.model.optimizer.iterations.numpy()) - self.start
+        self.counts = {name: value - self.start[name] for name, value in self._now().items()}
+
+    @property
+    def steps(self) -> int:
+        return self.counts["steps"]
 
 
 def standard_callbacks(out_dir: str, train: TrainConfig, valid: tf.data.Dataset, verbose: int,
@@ -79,13 +89,15 @@ class FitResult:
 
 
 def fit(model: tf.keras.Model, train_data: tf.data.Dataset, valid_data: tf.data.Dataset, out_dir: str,
-        train: TrainConfig, batch_size: int, callbacks: Sequence[tf.keras.callbacks.Callback] = (),
-        verbose: int = 1, write_dir: Optional[str] = None) -> FitResult:
-    """``model.fit`` with the standard callbacks (backup under ``out_dir``, logs under ``write_dir``, default
-    ``out_dir``), then saves ``{write_dir}/checkpoints/final``.
+        train: TrainConfig, callbacks: Sequence[tf.keras.callbacks.Callback] = (), verbose: int = 1,
+        write_dir: Optional[str] = None) -> FitResult:
+    """``model.fit`` (a :class:`~grec_tf.models.multi_task_ranker.MultiTaskRanker`) with the standard callbacks
+    (backup under ``out_dir``, logs under ``write_dir``, default ``out_dir``), then saves
+    ``{write_dir}/checkpoints/final``.
 
-    The report holds the optimizer steps in total and in this process, seconds, epochs run, and the rows per
-    second the run trained (steps x the global ``batch_size`` / seconds, over every replica and worker).
+    The report holds the optimizer steps in total and in this process, seconds, epochs run, and what the run
+    trained per second over every replica and worker: ``examples_per_second`` (long rows) and
+    ``impressions_per_second`` (impressions as the model encoded them, see ``TrainedExamples``).
     """
     write_dir = write_dir or out_dir
     standard = standard_callbacks(out_dir, train, valid_data, verbose, write_dir)
@@ -97,9 +109,12 @@ def fit(model: tf.keras.Model, train_data: tf.data.Dataset, valid_data: tf.data.
                         callbacks=standard + [counter] + list(callbacks), verbose=verbose)
     seconds = time.perf_counter() - started
     model.save_weights(os.path.join(write_dir, "checkpoints", "final"))
-    report = {"steps": int(model.optimizer.iterations.numpy()), "steps_this_run": counter.steps,
+    counts = counter.counts
+    report = {"steps": int(model.optimizer.iterations.numpy()), "steps_this_run": counts["steps"],
+              "rows_this_run": counts["rows"], "impressions_this_run": counts["impressions"],
               "seconds": round(seconds, 2), "epochs_run": len(history.history.get("loss", [])),
-              "examples_per_second": round(counter.steps * batch_size / max(seconds, 1e-9), 1)}
+              "examples_per_second": round(counts["rows"] / max(seconds, 1e-9), 1),
+              "impressions_per_second": round(counts["impressions"] / max(seconds, 1e-9), 1)}
     utilization = next(c for c in standard if isinstance(c, ExpertUtilizationLogger)).latest
     return FitResult(history.history, report, utilization)
 

@@ -1,13 +1,13 @@
 """make_dataset: index-shuffled, batch-gathered pipeline with the element structure, seeding and epoch
-semantics of the element-wise pipeline it replaced."""
+semantics of the element-wise pipeline it replaced, and its grouping of the rows of an impression."""
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from grec_tf.benchmarks.input_pipeline import element_wise_dataset
 from grec_tf.data.dataset import make_dataset, row_count
-from grec_tf.data.feature_arrays import frame_to_arrays
-from tests.tiny_experiment import tiny_config, tiny_frame
+from grec_tf.data.feature_arrays import IMPRESSION_KEY, frame_to_arrays
+from tests.tiny_experiment import tiny_config, tiny_frame, tiny_impression_frame
 
 ROWS = 300
 
@@ -107,3 +107,56 @@ def test_row_count_names_arrays_of_different_lengths():
         row_count({"a": np.zeros(3), "b": np.zeros(2)})
     with pytest.raises(ValueError, match="no arrays given"):
         make_dataset({}, 4)
+
+
+@pytest.fixture(scope="module")
+def grouped():
+    """Arrays of a long frame with several rows per impression, plus ``row`` (as in ``arrays``)."""
+    frame = tiny_impression_frame(120, seed=5)
+    arrays = frame_to_arrays(frame, tiny_config())
+    return {**arrays, "row": np.arange(len(frame), dtype=np.int64)}
+
+
+def _grouped_passes(arrays, passes, seed=11, batch_size=32):
+    dataset = make_dataset(arrays, batch_size, shuffle=True, seed=seed, group_key=IMPRESSION_KEY)
+    return [[batch["row"].numpy() for batch in dataset] for _ in range(passes)]
+
+
+def test_grouped_pass_has_every_row_once_and_keeps_impressions_in_one_batch(grouped):
+    keys, rows = grouped[IMPRESSION_KEY], len(grouped["row"])
+    assert len(np.unique(keys)) < rows  # the fixture repeats impressions
+    for batch_size in (32, 7, rows + 3):
+        batches = _grouped_passes(grouped, 1, batch_size=batch_size)[0]
+        full, rest = divmod(rows, batch_size)
+        # a known length: Keras counts an epoch's steps without running into the end of the data
+        dataset = make_dataset(grouped, batch_size, shuffle=True, seed=1, group_key=IMPRESSION_KEY)
+        assert dataset.cardinality().numpy() == full + bool(rest)
+        assert [len(b) for b in batches] == [batch_size] * full + ([rest] if rest else [])
+        order = np.concatenate(batches)
+        np.testing.assert_array_equal(np.sort(order), np.arange(rows))
+        # each impression's rows are consecutive, so only a batch boundary can split one (into two batches)
+        runs = np.flatnonzero(np.diff(keys[order])) + 1
+        assert len(runs) + 1 == len(np.unique(keys))
+        batch_of = np.repeat(np.arange(len(batches)), [len(b) for b in batches])
+        for key in np.unique(keys):
+            spanned = np.unique(batch_of[keys[order] == key])
+            assert len(spanned) == 1 or (len(spanned) == 2 and spanned[1] == spanned[0] + 1)
+        split = sum(len(np.intersect1d(keys[a], keys[b])) for a, b in zip(batches, batches[1:]))
+        assert split <= len(batches) - 1
+
+
+def test_grouped_order_is_redrawn_each_pass_and_reproducible_with_the_seed(grouped):
+    first, second = (np.concatenate(p) for p in _grouped_passes(grouped, 2))
+    assert not np.array_equal(first, second)
+    replay = [np.concatenate(p) for p in _grouped_passes(grouped, 2)]
+    np.testing.assert_array_equal(replay[0], first)
+    np.testing.assert_array_equal(replay[1], second)
+    other = np.concatenate(_grouped_passes(grouped, 1, seed=12)[0])
+    assert not np.array_equal(other, first)
+    keys = grouped[IMPRESSION_KEY]
+    assert not np.array_equal(keys[first], np.sort(keys[first]))  # impressions are shuffled, not sorted
+
+
+def test_grouping_keeps_the_array_order_without_shuffle(grouped):
+    batches = make_dataset(grouped, 50, group_key=IMPRESSION_KEY)
+    np.testing.assert_array_equal(_rows(batches), np.arange(len(grouped["row"])))

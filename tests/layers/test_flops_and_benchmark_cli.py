@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from grec_tf.layers import FeedForwardExperts, SparseMoE, make_router
-from grec_tf.profiling import count_flops
+from grec_tf.profiling import count_flops, count_flops_by_scope
 from pipelines import benchmark
 
 
@@ -31,6 +31,21 @@ def test_einsum_is_priced_like_matmul():
         return tf.einsum("...nd,edf->...enf", x, v)
 
     assert count_flops(batched, tf.TensorSpec([2, 7, 16])) == 2 * 2 * 3 * 7 * 16 * 4
+
+
+def test_flops_by_scope_split_the_total_by_name_scope():
+    w1, w2 = tf.Variable(tf.random.normal([16, 8])), tf.Variable(tf.random.normal([8, 4]))
+
+    @tf.function
+    def two_layers(x):
+        with tf.name_scope("first"):
+            h = tf.matmul(x, w1)
+        with tf.name_scope("second"):
+            return tf.matmul(h, w2)
+
+    counts = count_flops_by_scope(two_layers, tf.TensorSpec([10, 16]), scopes=("first", "second", "absent"))
+    assert counts == {"total": 2 * 10 * 16 * 8 + 2 * 10 * 8 * 4, "first": 2 * 10 * 16 * 8,
+                      "second": 2 * 10 * 8 * 4, "absent": 0}
 
 
 def _moe_flops(routing, experts, top_k, x, flow, use_case):

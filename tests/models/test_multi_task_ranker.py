@@ -33,6 +33,17 @@ def _model(frame, **model):
     return config, _build(config, frame)
 
 
+#: the model types the tiny experiment's use cases (CTR, CVR: no click -> conversion chain) can build; ESMM's
+#: versions of the per-type tests are in test_baselines.py
+MODEL_TYPES = ["grec", "mmoe", "shared_bottom", "ple", "aitm", "single_task"]
+
+
+def _keys_of(model_type, **model):
+    """The model keys of ``model_type`` on the tiny experiment (aitm's chain: its two use cases)."""
+    aitm = {"aitm_chain": ["CTR", "CVR"]} if model_type == "aitm" else {}
+    return {"type": model_type, **aitm, **model}
+
+
 def test_outputs_and_task_sentence_routing(frame):
     config, model = _model(frame)
     batch = _batch(frame, config, 64)
@@ -52,8 +63,9 @@ def test_outputs_and_task_sentence_routing(frame):
         assert (rows[0] > 0).sum() == config.model.top_k
 
 
-def test_loss_is_mean_cross_entropy_per_use_case(frame):
-    config, model = _model(frame, loss_weights={"CTR": 1.0, "CVR": 3.0})
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_loss_is_mean_cross_entropy_per_use_case(frame, model_type):
+    config, model = _model(frame, **_keys_of(model_type, loss_weights={"CTR": 1.0, "CVR": 3.0}))
     batch = _batch(frame, config, 128)
     loss = float(model.compute_loss(batch, training=False))
     out = model(batch, training=False)
@@ -65,28 +77,32 @@ def test_loss_is_mean_cross_entropy_per_use_case(frame):
     assert loss == pytest.approx(expected, rel=1e-4)
 
 
-@pytest.mark.parametrize("model_type", ["grec", "mmoe", "shared_bottom"])
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
 def test_learns_planted_signal(model_type):
     train = tiny_frame(1536, seed=3)
     test = tiny_frame(512, seed=11)
     labels = test["label"].to_numpy()
     oracle = roc_auc(labels, test["oracle_p"].to_numpy())
     tf.keras.utils.set_random_seed(0)
-    config, untrained = _model(train, type=model_type)
+    config, untrained = _model(train, **_keys_of(model_type))
     before = untrained(_batch(test, config), training=False)["probability"].numpy()
     tf.keras.utils.set_random_seed(0)
-    _, model = _model(train, type=model_type)
+    _, model = _model(train, **_keys_of(model_type))
     # fit on a model never called eagerly: every layer must build from symbolic shapes
     ds = make_dataset(frame_to_arrays(train, config), 64, shuffle=True, seed=0)
     history = model.fit(ds, epochs=4, verbose=0)
     after = model(_batch(test, config), training=False)["probability"].numpy()
     assert history.history["task_loss"][-1] < history.history["task_loss"][0]  # epoch means
-    assert roc_auc(labels, after) > 0.7 and roc_auc(labels, after) > oracle - 0.08
+    # single_task: each of the four networks learns from a quarter of the rows (the data sparsity GRec's
+    # shared model is meant to overcome), so within 4 epochs it stays further from the oracle
+    gap = 0.12 if model_type == "single_task" else 0.08
+    assert roc_auc(labels, after) > 0.7 and roc_auc(labels, after) > oracle - gap
     assert roc_auc(labels, after) > roc_auc(labels, before) + 0.05
 
 
-def test_unknown_values_are_scored(frame):
-    config, model = _model(frame)
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_unknown_values_are_scored(frame, model_type):
+    config, model = _model(frame, **_keys_of(model_type))
     odd = frame.iloc[:4].copy()
     odd["plan"] = "never-seen"
     odd["item_id"] = "unknown-item"

@@ -1,4 +1,4 @@
-"""Fixtures for the serving tests: toy SavedModels (two versions) and a running local server."""
+"""Fixtures for the serving tests: toy SavedModels (two versions) and running local servers."""
 import http.client
 import json
 import os
@@ -8,7 +8,9 @@ from typing import Any, Optional, Tuple
 import grec_tf  # noqa: F401
 import pytest
 
+from grec_tf.serving.grpc_server import GrpcServer
 from grec_tf.serving.model_registry import ModelRegistry
+from grec_tf.serving.monitoring import ServingMetrics
 from grec_tf.serving.rest_server import ServerThread
 from grec_tf.serving.versioned_export import export_saved_model
 from tests.serving.toy_model import save_toy_model
@@ -71,3 +73,21 @@ def served(toy_exports, tmp_path_factory):
         yield Client(server.port), registry
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def both_apis(toy_exports, tmp_path_factory):
+    """gRPC and REST servers over one registry and one set of metrics, as ``pipelines.serve`` runs them;
+    yields ``{"grpc_address", "rest": Client, "registry", "metrics"}``."""
+    base = copy_base(toy_exports, tmp_path_factory.mktemp("both_apis"))
+    registry = ModelRegistry(MODEL, base, poll_seconds=0).start()
+    metrics = ServingMetrics(registry)
+    grpc_server = GrpcServer(registry, metrics, max_message_bytes=1 << 20, num_threads=4).start()
+    rest = ServerThread(registry, max_body_bytes=1 << 20, num_threads=4, metrics=metrics).start()
+    try:
+        yield {"grpc_address": grpc_server.address, "rest": Client(rest.port), "registry": registry,
+               "metrics": metrics}
+    finally:
+        rest.stop(stop_registry=False)
+        grpc_server.stop()
+        registry.stop()

@@ -1,5 +1,5 @@
 """The exported GRec SavedModel: both signatures, raw inputs, reload without project code, and the
-local REST server answering with the in-memory model's predictions."""
+local REST and gRPC servers answering with the in-memory model's predictions."""
 import os
 import subprocess
 import sys
@@ -108,3 +108,33 @@ def test_rest_server_serves_grec_predictions(exported):
         assert status == 400 and "price" in body["error"]
     finally:
         server.stop()
+
+
+def test_grpc_server_serves_grec_predictions(exported):
+    import grpc
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    from grec_tf.serving.grpc_server import GrpcServer
+
+    registry = ModelRegistry("grec", os.path.join(exported["export_dir"], "grec"), poll_seconds=0).start()
+    server = GrpcServer(registry).start()
+    try:
+        with grpc.insecure_channel(server.address) as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+
+            def predict(signature_name, features):
+                request = predict_pb2.PredictRequest()
+                request.model_spec.name = "grec"
+                request.model_spec.signature_name = signature_name
+                for name, values in features.items():
+                    request.inputs[name].CopyFrom(tf.make_tensor_proto(values))
+                return {k: tf.make_ndarray(v) for k, v in stub.Predict(request, timeout=60).outputs.items()}
+            inputs = exported["inputs"]
+            np.testing.assert_allclose(predict("serving_default", inputs)["probability"], exported["expected"],
+                                       atol=1e-5)
+            all_outputs = predict("score_all", {k: v for k, v in inputs.items() if k != "use_case"})
+            assert all_outputs["probabilities"].shape == (len(inputs["flow"]), 2)
+            assert all_outputs["use_cases"][0].tolist() == [u.encode() for u in exported["config"].data.use_cases]
+    finally:
+        server.stop()
+        registry.stop()

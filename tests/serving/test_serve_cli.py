@@ -5,22 +5,35 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 
 import pytest
 
-from grec_tf.serving.rest_server import build_arg_parser, main
+from grec_tf.serving.model_server import main, read_announced_ports
+from grec_tf.serving.server_flags import build_arg_parser, pick_free_port
 from tests.serving.conftest import MODEL
-from tests.serving.toy_model import make_batch, to_instances_json
+from tests.serving.toy_model import USE_CASES, make_batch, to_instances_json
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_flags_mirror_tensorflow_model_server():
     args = build_arg_parser().parse_args(["--model_base_path", "x", "--model_name", "grec", "--rest_api_port", "9"])
-    assert (args.model_base_path, args.model_name, args.port, args.host) == ("x", "grec", 9, "127.0.0.1")
-    assert build_arg_parser().parse_args(["--model_base_path", "x", "--port", "7"]).port == 7
+    assert (args.model_base_path, args.model_name, args.port, args.rest_api_port, args.host) == (
+        "x", "grec", 8500, 9, "127.0.0.1")  # --port is gRPC's, 8500 by default, as in TF Serving
+    args = build_arg_parser().parse_args(["--model_base_path", "x", "--port", "7"])
+    assert (args.port, args.rest_api_port) == (7, 8501)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--port", "8600", "--rest_api_port", "8600"], "--port (gRPC) and --rest_api_port (REST) are both 8600"),
+    (["--port", "70000"], "--port must be a port number from 0 to 65535, got 70000"),
+    (["--rest_api_port", "-1"], "--rest_api_port must be a port number from 0 to 65535, got -1"),
+    (["--grpc_max_threads", "0"], "--grpc_max_threads must be positive, got 0"),
+])
+def test_port_and_thread_flag_errors(toy_exports, capsys, flags, message):
+    assert main(["--model_base_path", os.path.join(toy_exports["export_dir"], MODEL), *flags]) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_missing_base_path_is_a_clear_error(tmp_path, capsys):
@@ -47,41 +60,94 @@ def test_serve_help_and_flag_errors_answer_without_tensorflow(argv, status):
                      "--file_system_poll_wait_seconds"):
             assert flag in out.stdout
     elif "--port" in argv:
-        assert "argument --port/--rest_api_port: invalid int value: 'eighty'" in out.stderr
+        assert "argument --port: invalid int value: 'eighty'" in out.stderr
     else:
         assert "error: --model_base_path /nonexistent/grec is not a folder" in out.stderr
 
 
-def test_serve_cli_end_to_end(toy_exports):
-    base = os.path.join(toy_exports["export_dir"], MODEL)
+def _start_cli(base, *flags):
+    """``python -m pipelines.serve`` on ``base``; returns (process, {"grpc": port, "rest": port or None}, text)."""
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen([sys.executable, "-m", "pipelines.serve", "--model_base_path", base, "--model_name",
-                             MODEL, "--rest_api_port", "0", "--poll_seconds", "0"],
+                             MODEL, "--poll_seconds", "0", *flags],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    ports, text = read_announced_ports(proc.stdout)
+    if ports["grpc"] is None:
+        _stop_cli(proc, signal.SIGKILL)
+        pytest.fail(f"no gRPC address announced: {text!r}")
+    return proc, ports, text
+
+
+def _stop_cli(proc, sig=signal.SIGTERM) -> int:
+    proc.send_signal(sig)
     try:
-        line, deadline = "", time.monotonic() + 120
-        while time.monotonic() < deadline and "http://" not in line:
-            line = proc.stdout.readline()
-            if not line:
-                break
-        m = re.search(r"http://127\.0\.0\.1:(\d+)", line)
-        assert m, f"no address announced: {line!r}"
-        url = f"http://127.0.0.1:{m.group(1)}"
+        return proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        pytest.fail(f"server did not stop on {sig!r}")
+
+
+def _grpc_status(port):
+    import grpc
+    from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
+
+    request = get_model_status_pb2.GetModelStatusRequest()
+    request.model_spec.name = MODEL
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        response = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, timeout=30)
+    return [(s.version, get_model_status_pb2.ModelVersionStatus.State.Name(s.state))
+            for s in response.model_version_status]
+
+
+def test_serve_cli_end_to_end(toy_exports):
+    base = os.path.join(toy_exports["export_dir"], MODEL)
+    rest_port = pick_free_port()
+    proc, ports, _ = _start_cli(base, "--port", "0", "--rest_api_port", str(rest_port))
+    try:
+        assert ports["rest"] == rest_port and ports["grpc"] not in (0, rest_port)
+        url = f"http://127.0.0.1:{rest_port}"
         with urllib.request.urlopen(f"{url}/v1/models/{MODEL}", timeout=30) as r:
             assert json.loads(r.read())["model_version_status"][0]["state"] == "AVAILABLE"
         req = urllib.request.Request(f"{url}/v1/models/{MODEL}:predict", method="POST",
                                      data=json.dumps({"instances": to_instances_json(make_batch(2))}).encode())
         with urllib.request.urlopen(req, timeout=30) as r:
             assert len(json.loads(r.read())["predictions"]) == 2
+        assert _grpc_status(ports["grpc"]) == [(1, "AVAILABLE")]
+        with urllib.request.urlopen(f"{url}/monitoring/prometheus/metrics", timeout=30) as r:
+            metrics = r.read().decode()
+        from prometheus_client.parser import text_string_to_metric_families
+        counted = {(s.labels["api"], s.labels["method"], s.labels["status"]): s.value
+                   for family in text_string_to_metric_families(metrics) for s in family.samples
+                   if s.name == "grec_serving_requests_total"}
+        assert counted == {("rest", "status", "OK"): 1, ("rest", "predict", "OK"): 1, ("grpc", "status", "OK"): 1}
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            pytest.fail("server did not stop on SIGTERM")
+        code = _stop_cli(proc)
     assert code == 0
+
+
+def test_rest_api_port_0_serves_grpc_only_and_sigint_stops_it(toy_exports):
+    proc, ports, text = _start_cli(os.path.join(toy_exports["export_dir"], MODEL), "--port", "0",
+                                   "--rest_api_port", "0")
+    try:
+        assert "REST API off (--rest_api_port 0)" in text and ports["rest"] is None
+        assert _grpc_status(ports["grpc"]) == [(1, "AVAILABLE")]
+    finally:
+        code = _stop_cli(proc, signal.SIGINT)
+    assert code == 0
+
+
+@pytest.mark.parametrize("api, flag", [("gRPC", "--port"), ("REST", "--rest_api_port")])
+def test_a_busy_port_is_a_clear_error(toy_exports, capsys, api, flag):
+    import socket
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        ports = {"--port": "0", "--rest_api_port": "0", flag: str(port)}
+        assert main(["--model_base_path", os.path.join(toy_exports["export_dir"], MODEL), "--poll_seconds", "0",
+                     *[item for pair in ports.items() for item in pair]]) == 1
+    assert f"error: cannot listen for {api} on 127.0.0.1:{port} ({flag})" in capsys.readouterr().err
 
 
 def test_serving_benchmark_writes_json_and_markdown(toy_exports, tmp_path):
@@ -95,24 +161,34 @@ def test_serving_benchmark_writes_json_and_markdown(toy_exports, tmp_path):
     pools = ("TF default", "intra_op=1, inter_op=2")
     assert sorted(rows) == sorted([(p, b, "in-process", "-") for p in pools for b in (1, 8)]
                                   + [(p, b, "server", f) for p in pools for b in (1, 8)
-                                     for f in ("row", "columnar", "row, stdlib json")])
+                                     for f in ("row", "columnar", "row, stdlib json", "grpc")])
     for r in report["results"]:
         assert r["p50_ms"] > 0 and r["p99_ms"] >= r["p50_ms"] and r["rows_per_s"] > 0
         if r["path"] == "server":
             assert r["max_abs_diff_vs_in_process"] < 1e-6 and r["throughput_ratio_vs_in_process"] > 0
         else:  # the in-process caller ran with the thread pools it was given
             assert r["tf_thread_pools_in_effect"] == ([0, 0] if r["thread_pools"] == "TF default" else [1, 2])
-    targets = report["target"]["by_thread_pools"]
-    assert [t["thread_pools"] for t in targets] == ["TF default", "intra_op=1, inter_op=2"]
-    for t in targets:
-        assert set(t["ratios"]) == {"row", "columnar"} and set(t["not_in_target"]) == {"row, stdlib json"}
-        assert t["met"] == {fmt: r >= 0.8 for fmt, r in t["ratios"].items()}
+    ratios = {r["format"]: r["throughput_ratio_vs_in_process"] for r in report["results"]
+              if r["thread_pools"] == "TF default" and r["batch"] == 8 and r["path"] == "server"}
+    score_all = report["score_all_vs_serving_default"]
+    assert (score_all["batch"], score_all["use_cases"]) == (8, len(USE_CASES))
+    assert score_all["p50_ratio"] == score_all["score_all"]["p50_ms"] / score_all["serving_default"]["p50_ms"] > 0
+    assert report["targets_judged_on"] == {"thread_pools": "TF default", "batch": 8}
+    assert report["targets"] == {
+        "grpc_throughput_vs_in_process_b8": {"value": ratios["grpc"], "limit": 0.9, "pass": ratios["grpc"] >= 0.9},
+        "rest_columnar_vs_in_process_b8": {"value": ratios["columnar"], "limit": 0.9,
+                                           "pass": ratios["columnar"] >= 0.9},
+        "score_all_latency_vs_default_b8": {"value": score_all["p50_ratio"], "limit": 1.6,
+                                            "pass": score_all["p50_ratio"] <= 1.6}}
+    assert report["all_targets_pass"] == all(t["pass"] for t in report["targets"].values())
+    assert report["sub_models"] == []  # filled once sub-model export plugs into sub_model_comparison
     sizes = {r["format"]: r["request_bytes"] for r in report["results"] if r["batch"] == 8 and r["path"] == "server"}
     assert sizes["row"] < sizes["row, stdlib json"]  # float32 text is shorter than the stdlib's 17 digits
     md = (tmp_path / "serving.md").read_text()
     assert "| TF threads | batch |" in md and "| intra_op=1, inter_op=2 | 8 | server | row |" in md
-    assert "Target (TF default): server throughput at batch 8" in md
-    assert "Target (intra_op=1, inter_op=2): server throughput at batch 8" in md
+    assert "| intra_op=1, inter_op=2 | 8 | server | grpc |" in md
+    assert f"| grpc_throughput_vs_in_process_b8 | {ratios['grpc']:.3f} | 0.9 |" in md
+    assert "`score_all` (3 use cases a row)" in md and "## Full model vs one-task-sentence sub-model" in md
     assert not [f for f in os.listdir(tmp_path) if ".tmp" in f]
 
 
@@ -122,7 +198,7 @@ def test_serving_benchmark_checks_every_output_of_a_multi_output_signature(toy_e
     report = run_serving_benchmark(base, MODEL, make_batch, str(tmp_path), signature_name="score_all",
                                    batch_sizes=(3,), seconds=0.1, concurrency=1, repeats=1)
     server = [r for r in report["results"] if r["path"] == "server"]
-    assert {r["format"] for r in server} == {"row", "columnar", "row, stdlib json"}
+    assert {r["format"] for r in server} == {"row", "columnar", "row, stdlib json", "grpc"}
     assert all(r["max_abs_diff_vs_in_process"] < 1e-6 for r in server)
 
 
@@ -135,14 +211,14 @@ def test_thread_pool_option_parsing():
 
 
 def test_server_sizes_tensorflow_thread_pools_from_its_flags(toy_exports, monkeypatch, capsys):
-    import grec_tf.serving.rest_server as rest_server
+    import grec_tf.serving.model_server as model_server
 
     class Configured(Exception):
         pass
 
     def record(intra_op, inter_op):
         raise Configured((intra_op, inter_op))
-    monkeypatch.setattr(rest_server, "configure_thread_pools", record)
+    monkeypatch.setattr(model_server, "configure_thread_pools", record)
     base = os.path.join(toy_exports["export_dir"], MODEL)
     with pytest.raises(Configured) as got:
         main(["--model_base_path", base, "--tensorflow_intra_op_parallelism", "1",
@@ -153,15 +229,15 @@ def test_server_sizes_tensorflow_thread_pools_from_its_flags(toy_exports, monkey
 
 
 def test_server_process_freezes_its_loaded_model(toy_exports, monkeypatch):
-    import grec_tf.serving.rest_server as rest_server
+    import grec_tf.serving.model_server as model_server
 
     class Built(Exception):
         pass
 
     def registry(*args, **kwargs):
         raise Built(kwargs)
-    monkeypatch.setattr(rest_server, "configure_thread_pools", lambda intra_op, inter_op: None)
-    monkeypatch.setattr(rest_server, "ModelRegistry", registry)
+    monkeypatch.setattr(model_server, "configure_thread_pools", lambda intra_op, inter_op: None)
+    monkeypatch.setattr(model_server, "ModelRegistry", registry)
     with pytest.raises(Built) as got:
         main(["--model_base_path", os.path.join(toy_exports["export_dir"], MODEL), "--poll_seconds", "0"])
     assert got.value.args[0] == {"poll_seconds": 0.0, "freeze_heap": True}

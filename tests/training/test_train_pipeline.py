@@ -13,14 +13,14 @@ from grec_tf.experiment import Experiment
 from pipelines import evaluate as evaluate_cli
 from pipelines import export as export_cli
 from pipelines import train as train_cli
-from tests.tiny_experiment import tiny_config, tiny_frame
+from tests.tiny_experiment import tiny_config, tiny_frame, tiny_impression_frame
 
 
-def _experiment(tmp_path, **model):
+def _experiment(tmp_path, make_frame=tiny_frame, **model):
     data = tmp_path / "data"
     data.mkdir()
     for split, (rows, seed) in {"train": (640, 0), "valid": (256, 1), "test": (384, 2)}.items():
-        tiny_frame(rows, seed).to_parquet(data / f"{split}.parquet")
+        make_frame(rows, seed).to_parquet(data / f"{split}.parquet")
     config = tiny_config(**model)
     config.data.path = str(data)
     path = tmp_path / "tiny.yaml"
@@ -119,13 +119,27 @@ def test_resume_after_crash_matches_uninterrupted(tmp_path):
         assert resumed.metrics["test"][key]["auc"] == pytest.approx(straight.metrics["test"][key]["auc"], abs=0.06)
 
 
-def test_step_counts_and_speed_hold_under_steps_per_execution(tmp_path):
+@pytest.mark.parametrize("steps_per_execution", [1, 3])
+def test_step_row_and_impression_counts_hold_under_steps_per_execution(tmp_path, steps_per_execution):
     """With steps_per_execution = 3 Keras calls the batch callbacks once per 3 steps; the report must still
-    count every optimizer step (it once reported one step per execution)."""
-    config, _ = _experiment(tmp_path)
-    config.train.epochs, config.train.steps_per_execution = 1, 3
-    run = Experiment(config, splits=load_splits(config)).train(str(tmp_path / "run"), verbose=0)
-    steps = math.ceil(640 / 64)
-    assert run.metrics["train"]["steps"] == run.metrics["train"]["steps_this_run"] == steps
-    seconds = run.metrics["train"]["seconds"]
-    assert run.metrics["train"]["examples_per_second"] == pytest.approx(steps * 64 / seconds, rel=0.02)
+    count every optimizer step (it once reported one step per execution), every long row trained, and the
+    impressions as the model encoded them (the distinct impressions of each batch; exact per batch in
+    tests/models/test_impression_major.py)."""
+    config, _ = _experiment(tmp_path, make_frame=tiny_impression_frame)
+    config.train.epochs, config.train.steps_per_execution = 2, steps_per_execution
+    config.train.early_stopping_patience = 5
+    experiment = Experiment(config, splits=load_splits(config))
+    run = experiment.train(str(tmp_path / "run"), verbose=0)
+    train = run.metrics["train"]
+    rows = len(experiment.splits["train"])
+    steps = math.ceil(rows / 64)
+    assert train["epochs_run"] == 2 and train["steps"] == train["steps_this_run"] == 2 * steps
+    assert train["rows_this_run"] == 2 * rows
+    # each batch adds its distinct impressions: every impression once per epoch, plus the impressions a batch
+    # boundary cuts in two (at most one per boundary)
+    impressions = experiment.splits["train"]["impression"].nunique()
+    assert impressions < rows
+    assert 2 * impressions <= train["impressions_this_run"] <= 2 * (impressions + steps - 1)
+    seconds = train["seconds"]
+    assert train["examples_per_second"] == pytest.approx(2 * rows / seconds, rel=0.02)
+    assert train["impressions_per_second"] == pytest.approx(train["impressions_this_run"] / seconds, rel=0.02)

@@ -20,22 +20,28 @@ visited by **customers** in **sessions** drawn from the seed (:mod:`.simulation`
 The long format has one row per (impression, task sentence) with the label and ``oracle_p``, the exact
 probability it was drawn with (:mod:`.tables`); :mod:`.dataset` writes it to parquet with a card of
 the oracle's metrics. :func:`ceiling_probabilities` (:mod:`.ceiling`) is the Bayes ceiling: the best
-prediction possible from a row's features alone. Everything is vectorized NumPy + Arrow; one million
+prediction possible from a row's features alone (default task sentences only).
+
+:func:`task_world` (:mod:`.task_world`) grows the 3 flows x 4 use cases to more flows (``F4``, ...) and
+more use cases (``VIEW``, ``COMPARE``, ...) from the same planted model; the generator functions take
+it as ``world=`` (the default world is today's data, bit for bit). Everything is vectorized NumPy + Arrow; one million
 impressions take well under a minute.
 """
 from grec_tf.data.telecom.ceiling import ceiling_probabilities
 from grec_tf.data.telecom.dataset import dataset_card, ensure_dataset, format_card, read_card, write_dataset
-from grec_tf.data.telecom.label_model import observed_logits, price_sensitivity_mean
+from grec_tf.data.telecom.label_model import observed_funnel, price_sensitivity_mean
 from grec_tf.data.telecom.schema import (
     COLUMNS, CONTEXT_CATEGORICAL, CONTEXT_NUMERICAL, FEATURE_COLUMNS, FLOWS, GENERATOR_VERSION, ITEM_CATEGORICAL,
     ITEM_EMBEDDINGS, ITEM_NUMERICAL, ITEM_TEXT, MAX_SEQUENCE_LENGTH, SCHEMA, SEQUENCE_COLUMNS, SPLITS,
     TASK_SENTENCES, TEXT_COLUMNS, USE_CASES, VECTOR_DIM)
 from grec_tf.data.telecom.tables import generate_frames, generate_tables
+from grec_tf.data.telecom.task_world import DEFAULT_WORLD, TaskWorld, task_world
 
 __all__ = [
     "FLOWS", "USE_CASES", "TASK_SENTENCES", "SPLITS", "COLUMNS", "SCHEMA", "GENERATOR_VERSION",
     "CONTEXT_CATEGORICAL", "CONTEXT_NUMERICAL", "TEXT_COLUMNS", "SEQUENCE_COLUMNS", "ITEM_CATEGORICAL",
     "ITEM_NUMERICAL", "ITEM_TEXT", "ITEM_EMBEDDINGS", "FEATURE_COLUMNS", "MAX_SEQUENCE_LENGTH", "VECTOR_DIM",
     "generate_tables", "generate_frames", "dataset_card", "write_dataset", "ensure_dataset",
-    "read_card", "format_card", "observed_logits", "price_sensitivity_mean", "ceiling_probabilities",
+    "read_card", "format_card", "observed_funnel", "price_sensitivity_mean", "ceiling_probabilities",
+    "TaskWorld", "task_world", "DEFAULT_WORLD",
 ]

@@ -55,8 +55,9 @@ from grec_tf.data.telecom import label_model as lm
 from grec_tf.data.telecom.ceiling_likelihood import INTENT_GRID, likelihood
 from grec_tf.data.telecom.ceiling_observations import Observed, codes, observe, take
 from grec_tf.data.telecom.ceiling_posterior import gauss_rule, intent_posterior, state_posterior
-from grec_tf.data.telecom.schema import USE_CASES
+from grec_tf.data.telecom.schema import FLOWS, USE_CASES
 from grec_tf.data.telecom.world import MAIN_BRANDS, fixed_world
+from grec_tf.errors import DataError
 
 __all__ = ["ceiling_probabilities"]
 
@@ -73,8 +74,8 @@ def observed_part(obs: Observed) -> Tuple[np.ndarray, np.ndarray]:
     evidence = lm.candidate_evidence(obs.item, it.owner, it.codes, it.length, pg.owner, pg.codes,
                                      obs.has_query, obs.q_brand, obs.q_cat)
     sens_mean = lm.FLOW_PRICE_SENS[obs.flow] + lm.price_sensitivity_mean(obs.plan)
-    logits = lm.observed_logits(obs.flow, obs.channel, obs.plan, obs.device, obs.tenure, obs.lines, obs.days,
-                                obs.has_query, obs.item, *evidence, sens_mean)
+    logits = lm.observed_funnel(obs.flow, obs.channel, obs.plan, obs.device, obs.tenure, obs.lines, obs.days,
+                                obs.has_query, obs.item, *evidence, sens_mean).logits
     return logits, fixed_world().log_rel_price[obs.item]
 
 
@@ -150,6 +151,21 @@ def _impressions_of_rows(frame: pd.DataFrame) -> Tuple[np.ndarray, np.ndarray]:
     return imp_of_row, first
 
 
+def _check_default_world(frame: pd.DataFrame) -> None:
+    """DataError on a row of a larger task world's extra flows or use cases: the ceiling integrates
+    the default world's label model only. (Default task sentences keep their exact distribution in a
+    larger world, so their rows are accepted.)"""
+    for column, names, key in (("flow", FLOWS, "data.telecom_flows"),
+                               ("use_case", USE_CASES, "data.telecom_use_cases")):
+        values = pd.unique(frame[column].to_numpy()) if column in frame.columns else []
+        extra = [v for v in values if v not in names]
+        if extra:
+            raise DataError(f"the Bayes ceiling covers the default telecom world only ({len(FLOWS)} flows "
+                            f"{', '.join(FLOWS)} x {len(USE_CASES)} use cases {', '.join(USE_CASES)}); got "
+                            f"{extra[0]!r}, a {column} of a larger task world ({key} above the default); "
+                            f"drop those rows or compare with the oracle instead", column=column)
+
+
 def ceiling_probabilities(frame: pd.DataFrame, *, intent_nodes: int = 8, noise_nodes: Tuple[int, int] = (6, 4),
                           chunk_impressions: int = 4096, prune: float = 1e-10) -> np.ndarray:
     """Bayes-optimal probability of each row's label given only that row's feature columns.
@@ -176,8 +192,11 @@ def ceiling_probabilities(frame: pd.DataFrame, *, intent_nodes: int = 8, noise_n
       float64 array ``[rows]`` in (0, 1), aligned with ``frame``'s rows.
 
     Raises:
+      DataError: on a flow or use case of a larger task world (:mod:`.task_world`), which the ceiling
+        does not model.
       ValueError: on a use case, flow, category, item, page or query word the generator cannot produce.
     """
+    _check_default_world(frame)
     use_case = codes(frame["use_case"].to_numpy(), USE_CASES, "use_case")
     imp_of_row, first = _impressions_of_rows(frame)
     if len(frame) == 0:

@@ -17,9 +17,10 @@ from typing import Dict, List, Optional, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from grec_tf.data.telecom.schema import GENERATOR_VERSION, SCHEMA, SPLITS, TASK_SENTENCES
+from grec_tf.data.telecom.schema import GENERATOR_VERSION, SCHEMA, SPLITS
 from grec_tf.data.telecom.simulation import Impressions, simulate
 from grec_tf.data.telecom.tables import long_table, split_bounds
+from grec_tf.data.telecom.task_world import DEFAULT_WORLD, TaskWorld
 from grec_tf.data.telecom.validation import check_generator_args
 from grec_tf.errors import DataError
 
@@ -31,8 +32,11 @@ def _json_number(value: float):
 
 
 def dataset_card(test, rows: int, seed: int, splits: Optional[Dict[str, int]] = None,
-                 impressions: Optional[Dict[str, int]] = None) -> dict:
+                 impressions: Optional[Dict[str, int]] = None, world: TaskWorld = DEFAULT_WORLD) -> dict:
     """The dataset card: oracle metrics per task sentence on the test split (a frame or Arrow table).
+
+    ``task_sentences`` lists those of ``world`` present in ``test`` (it tells the world apart: a
+    larger world's card lists its extra flows and use cases).
 
     Returns ``{"dataset", "version", "rows", "seed", "task_sentences", "splits", "impressions",
     "oracle": {"AAL/CTR": {"auc", "ap", "gauc", "logloss", "rows", "positive_rate"}, ...},
@@ -45,7 +49,7 @@ def dataset_card(test, rows: int, seed: int, splits: Optional[Dict[str, int]] = 
         test = pd.DataFrame({c: test.column(c).to_numpy() for c in _CARD_COLUMNS})
     metrics = task_sentence_metrics(test, "oracle_p", "customer_id")
     clean = {k: {m: _json_number(v) for m, v in e.items()} for k, e in metrics.items()}
-    sentences = [k for k in TASK_SENTENCES if k in clean]
+    sentences = [k for k in world.task_sentences if k in clean]
     return {
         "dataset": "telecom",
         "version": GENERATOR_VERSION,
@@ -107,26 +111,28 @@ def _move_into_place(tmp: Path, out: Path) -> None:
 
 
 def write_dataset(out_dir, rows: int, seed: int = 0, flows: Optional[Sequence[str]] = None,
-                  use_cases: Optional[Sequence[str]] = None, chunk_impressions: int = 200_000) -> dict:
+                  use_cases: Optional[Sequence[str]] = None, chunk_impressions: int = 200_000,
+                  world: TaskWorld = DEFAULT_WORLD) -> dict:
     """Writes ``out_dir/{train,valid,test}.parquet`` and ``out_dir/card.json`` atomically; returns the card.
 
     Files are written into a temporary folder next to ``out_dir`` and renamed into place, so a reader
     never sees a half-written dataset. An existing ``out_dir`` is replaced only if it is empty or holds
-    a previous dataset (has ``card.json``); otherwise :class:`DataError` is raised.
+    a previous dataset (has ``card.json``); otherwise :class:`DataError` is raised. ``world``: the
+    flows x use cases simulated (:func:`.task_world.task_world`), 3 x 4 by default.
     """
-    rows, seed, flows, use_cases = check_generator_args(rows, seed, flows, use_cases)
+    rows, seed, flows, use_cases = check_generator_args(rows, seed, flows, use_cases, world)
     out = Path(out_dir).resolve()
     _check_replaceable(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        imp = simulate(rows, seed)
+        imp = simulate(rows, seed, world)
         split_rows, split_imps, test_parts = {}, {}, []
         for split, (lo, hi) in split_bounds(rows).items():
             split_rows[split] = _write_split(tmp / f"{split}.parquet", imp, lo, hi, flows, use_cases,
                                              chunk_impressions, test_parts if split == "test" else None)
             split_imps[split] = hi - lo
-        card = dataset_card(pa.concat_tables(test_parts), rows, seed, split_rows, split_imps)
+        card = dataset_card(pa.concat_tables(test_parts), rows, seed, split_rows, split_imps, world)
         (tmp / "card.json").write_text(json.dumps(card, indent=2) + "\n")
         os.chmod(tmp, 0o755)
         _move_into_place(tmp, out)
@@ -147,9 +153,9 @@ def read_card(out_dir) -> dict:
         raise DataError(f"{path}: malformed dataset card ({err})") from None
 
 
-def ensure_dataset(out_dir, rows: int, seed: int = 0) -> dict:
+def ensure_dataset(out_dir, rows: int, seed: int = 0, world: TaskWorld = DEFAULT_WORLD) -> dict:
     """Returns the card of the dataset in ``out_dir``, generating it first unless it exists with the same
-    rows, seed and generator version."""
+    rows, seed, generator version and task sentences (those of ``world``)."""
     path = Path(out_dir)
     if (path / "card.json").is_file() and all((path / f"{s}.parquet").is_file() for s in SPLITS):
         try:
@@ -157,9 +163,9 @@ def ensure_dataset(out_dir, rows: int, seed: int = 0) -> dict:
         except DataError:
             card = {}
         if (card.get("rows"), card.get("seed"), card.get("version")) == (rows, seed, GENERATOR_VERSION) \
-                and card.get("task_sentences") == list(TASK_SENTENCES):
+                and card.get("task_sentences") == list(world.task_sentences):
             return card
-    return write_dataset(path, rows, seed)
+    return write_dataset(path, rows, seed, world=world)
 
 
 def format_card(card: dict) -> str:

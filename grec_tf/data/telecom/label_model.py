@@ -22,7 +22,8 @@ price sensitivity is the flow's plus the plan's mean (:func:`price_sensitivity_m
 """
 from __future__ import annotations
 
-from typing import Tuple
+from dataclasses import dataclass
+from typing import NamedTuple, Tuple
 
 import numpy as np
 
@@ -53,6 +54,31 @@ TASTE_NOISE_SD = 0.8
 PRICE_SENS_NOISE_SD = 0.25
 CUSTOMER_OFFSET_SD = 0.3
 
+
+
+@dataclass(frozen=True, eq=False)
+class FlowParameters:
+    """The per-flow parameters of the label model, each ``[flows]`` (index = the flow's index).
+
+    ``template`` is the default flow (0 AAL, 1 EUP, 2 NSE) whose flow-specific terms a flow shares:
+    upgrade eligibility (EUP), lines on the account (AAL), no tenure penalty (NSE).
+    """
+
+    template: np.ndarray
+    loyalty: np.ndarray
+    price_sens: np.ndarray
+    b_click: np.ndarray
+    b_atc: np.ndarray
+    b_buy: np.ndarray
+    center: np.ndarray
+
+
+#: The three default flows' parameters (the module constants above).
+DEFAULT_FLOW_PARAMETERS = FlowParameters(np.arange(3), FLOW_LOYALTY, FLOW_PRICE_SENS, B_CLICK, B_ATC, B_BUY,
+                                         AFFINITY_CENTER)
+#: The observed terms an extra use case weighs (:func:`observed_funnel`), in column order.
+OBSERVED_TERMS = ("rating", "price", "query", "cart_pages", "seen_same", "upgrade_eligible")
+
 #: How the hidden affinity enters the click / add-to-cart / purchase logits.
 AFFINITY_SHARE = (1.0, ATC_SHARE, BUY_SHARE)
 #: Coefficient of the intent in the three logits (through the affinity, plus ATC_INTENT for add-to-cart).
@@ -75,14 +101,16 @@ def price_sensitivity_mean(plan: np.ndarray) -> np.ndarray:
 
 
 def hidden_affinity(flow: np.ndarray, wanted_brand_match: np.ndarray, wanted_category_match: np.ndarray,
-                    preferred_brand_match: np.ndarray, taste: np.ndarray, intent=0.0, offset=0.0) -> np.ndarray:
+                    preferred_brand_match: np.ndarray, taste: np.ndarray, intent=0.0, offset=0.0,
+                    params: FlowParameters = DEFAULT_FLOW_PARAMETERS) -> np.ndarray:
     """``[n]`` the hidden part of the affinity, before ``AFFINITY_SCALE``.
 
     ``taste`` is ``u.z / taste_scale``; the generator passes the customer's own taste, intent and
     offset, the Bayes ceiling the taste's mean and leaves intent and offset to its quadrature (0).
+    ``flow`` indexes ``params`` (the default flows unless a task world passes its own).
     """
     return (INTENT_WEIGHT * intent + WANTED_BRAND_WEIGHT * wanted_brand_match
-            + WANTED_CATEGORY_WEIGHT * wanted_category_match + FLOW_LOYALTY[flow] * preferred_brand_match
+            + WANTED_CATEGORY_WEIGHT * wanted_category_match + params.loyalty[flow] * preferred_brand_match
             + TASTE_WEIGHT * taste + offset)
 
 
@@ -112,38 +140,52 @@ def candidate_evidence(item: np.ndarray, items_owner: np.ndarray, items_codes: n
     return frac_brand, seen_same, q_brand, q_cat, cart_pages
 
 
-def observed_logits(flow: np.ndarray, channel: np.ndarray, plan: np.ndarray, device: np.ndarray,
+class ObservedFunnel(NamedTuple):
+    """The observed part of the planted model: ``logits [n, 3]`` (click / add-to-cart / purchase without
+    the hidden terms), ``affinity [n]`` (the observed part of the shared affinity ``A``, scaled and
+    centred as it enters the click logit) and ``terms [n, len(OBSERVED_TERMS)]``."""
+
+    logits: np.ndarray
+    affinity: np.ndarray
+    terms: np.ndarray
+
+
+def observed_funnel(flow: np.ndarray, channel: np.ndarray, plan: np.ndarray, device: np.ndarray,
                     tenure: np.ndarray, lines: np.ndarray, days_upgrade: np.ndarray, has_query: np.ndarray,
                     item: np.ndarray, frac_brand: np.ndarray, seen_same: np.ndarray, q_brand: np.ndarray,
-                    q_cat: np.ndarray, cart_pages: np.ndarray, sens: np.ndarray) -> np.ndarray:
-    """``[n, 3]`` click / add-to-cart / purchase logits of the planted model without its hidden terms.
+                    q_cat: np.ndarray, cart_pages: np.ndarray, sens: np.ndarray,
+                    params: FlowParameters = DEFAULT_FLOW_PARAMETERS) -> ObservedFunnel:
+    """The planted model without its hidden terms (see :class:`ObservedFunnel`).
 
-    Every input is per impression (``[n]``; indices into FLOWS, CHANNELS, PLANS, DEVICE_OS and the
-    catalogue, or the candidate's matches from :func:`candidate_evidence`). ``sens`` is the price
-    sensitivity (flow's plus customer's): the generator passes the customer's own, the Bayes ceiling
-    its mean given the plan. The hidden terms (:func:`hidden_affinity`) enter as
+    Every input is per impression (``[n]``; indices into the flows of ``params``, CHANNELS, PLANS,
+    DEVICE_OS and the catalogue, or the candidate's matches from :func:`candidate_evidence`). ``sens``
+    is the price sensitivity (flow's plus customer's): the generator passes the customer's own, the
+    Bayes ceiling its mean given the plan. The hidden terms (:func:`hidden_affinity`) enter as
     ``AFFINITY_SCALE x hidden`` times :data:`AFFINITY_SHARE`, plus ``ATC_INTENT x intent`` for
     add-to-cart (:func:`funnel_logits`).
     """
     w = fixed_world()
+    template = params.template[flow]
     rating_z = (w.rating[item] - 4.0) / 0.4
     log_rel = w.log_rel_price[item]
-    eligible = sigmoid((days_upgrade - 700.0) / 120.0) * (flow == 1)
-    ctx = (PLAN_EFFECT[plan] - 0.12 * np.log1p(tenure) / np.log(100.0) * (flow != 2)
-           + 0.15 * (lines - 2.0) * (flow == 0) + 0.6 * eligible + 0.1 * (device == 0))
+    eligible = sigmoid((days_upgrade - 700.0) / 120.0) * (template == 1)
+    ctx = (PLAN_EFFECT[plan] - 0.12 * np.log1p(tenure) / np.log(100.0) * (template != 2)
+           + 0.15 * (lines - 2.0) * (template == 0) + 0.6 * eligible + 0.1 * (device == 0))
     affinity = AFFINITY_SCALE * (0.4 * w.appeal[item] + 0.25 * rating_z - sens * log_rel
                                  + 0.4 * frac_brand + 0.35 * seen_same + 0.35 * q_brand + 0.25 * q_cat
-                                 + ctx) - AFFINITY_CENTER[flow]
-    click = B_CLICK[flow] + affinity + CHANNEL_CLICK[channel] + 0.25 * has_query + 0.25 * cart_pages
-    atc = B_ATC[flow] + ATC_SHARE * affinity - ATC_PRICE_WEIGHT * sens * log_rel + 0.2 * rating_z + 0.3 * cart_pages
-    buy = (B_BUY[flow] + BUY_SHARE * affinity + PLAN_CREDIT[plan] + CHANNEL_BUY[channel]
-           - BUY_PRICE_WEIGHT * sens * log_rel + 0.8 * eligible + 0.25 * (lines >= 3) * (flow == 0)
+                                 + ctx) - params.center[flow]
+    click = params.b_click[flow] + affinity + CHANNEL_CLICK[channel] + 0.25 * has_query + 0.25 * cart_pages
+    atc = (params.b_atc[flow] + ATC_SHARE * affinity - ATC_PRICE_WEIGHT * sens * log_rel + 0.2 * rating_z
+           + 0.3 * cart_pages)
+    buy = (params.b_buy[flow] + BUY_SHARE * affinity + PLAN_CREDIT[plan] + CHANNEL_BUY[channel]
+           - BUY_PRICE_WEIGHT * sens * log_rel + 0.8 * eligible + 0.25 * (lines >= 3) * (template == 0)
            + 0.15 * np.log1p(tenure) / np.log(100.0))
-    return np.stack([click, atc, buy], axis=1)
+    terms = np.stack([rating_z, -sens * log_rel, has_query, cart_pages, seen_same, eligible], axis=1)
+    return ObservedFunnel(np.stack([click, atc, buy], axis=1), affinity, terms)
 
 
 def funnel_logits(observed: np.ndarray, hidden: np.ndarray, intent: np.ndarray) -> Tuple[np.ndarray, ...]:
-    """``(click, add-to-cart, purchase)`` logits, each ``[n]``, from :func:`observed_logits` ``[n, 3]``
+    """``(click, add-to-cart, purchase)`` logits, each ``[n]``, from :func:`observed_funnel`'s ``logits [n, 3]``
     and the full :func:`hidden_affinity` ``[n]`` (intent included)."""
     click = observed[:, 0] + AFFINITY_SCALE * hidden
     atc = observed[:, 1] + ATC_SHARE * AFFINITY_SCALE * hidden + ATC_INTENT * intent

@@ -14,7 +14,9 @@ pages, search queries (:mod:`.queries`) and the planted labels (:mod:`.label_mod
 * The **labels** are drawn from the funnel of :mod:`.label_model`.
 
 Every stage draws from one generator seeded by ``(seed, GENERATOR_VERSION)`` in a fixed order: the
-order of the draws below is part of the dataset's definition.
+order of the draws below is part of the dataset's definition. A larger :class:`.task_world.TaskWorld`
+(more flows, more use cases) makes the same draws, then moves sessions to its extra flows and draws
+its extra events from streams of their own.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from grec_tf.data.telecom import observation_model as om
 from grec_tf.data.telecom.queries import Queries, draw_queries
 from grec_tf.data.telecom.sampling import choice, choice_rows, from_pool, sequence_layout
 from grec_tf.data.telecom.schema import GENERATOR_VERSION, MAX_SEQUENCE_LENGTH
+from grec_tf.data.telecom.task_world import DEFAULT_WORLD, TaskWorld
 from grec_tf.data.telecom.world import (
     FIRST_CATEGORY_PAGE, FIRST_FLOW_PAGE, FIRST_INTENT_PAGE, GENERIC_PAGES, INTENT_PAGES, LATENT_DIM, fixed_world)
 
@@ -64,7 +67,7 @@ class Customers:
 @dataclass
 class Sessions:
     customer: np.ndarray         # [n] index into the customers
-    flow: np.ndarray             # [n] index into FLOWS
+    flow: np.ndarray             # [n] index into FLOWS (the default flows: the behaviour template)
     channel: np.ndarray          # [n] index into CHANNELS
     intent: np.ndarray           # [n] hidden purchase intent, N(0, 1)
     want_cat: np.ndarray         # [n] hidden wanted category
@@ -88,12 +91,15 @@ class Labels:
     p_click: np.ndarray   # [n]
     p_atc: np.ndarray     # [n]
     p_buy: np.ndarray     # [n]
+    events: np.ndarray    # [n, extra use cases] bool: the task world's extra events
+    p_events: np.ndarray  # [n, extra use cases]
 
 
 @dataclass
 class Impressions:
     n: int
-    flow: np.ndarray                # [n]
+    world: TaskWorld
+    flow: np.ndarray                # [n] index into world.flows
     item: np.ndarray                # [n] candidate item index
     context: Dict[str, np.ndarray]  # impression-level columns: customer_id, context codes and numericals
     queries: Queries
@@ -200,25 +206,29 @@ def draw_viewed_pages(rng: np.random.Generator, s: Sessions) -> Viewed:
 
 
 def draw_labels(rng: np.random.Generator, c: Customers, s: Sessions, item: np.ndarray, viewed_items: Viewed,
-                viewed_pages: Viewed, queries: Queries) -> Labels:
-    """Click, add-to-cart and purchase of each impression, drawn from the planted funnel."""
+                viewed_pages: Viewed, queries: Queries, flow: np.ndarray, world: TaskWorld, seed: int) -> Labels:
+    """Click, add-to-cart and purchase of each impression, drawn from the planted funnel, and the
+    world's extra events (``flow [n]`` indexes ``world.flows``)."""
     w = fixed_world()
+    params = world.flow_parameters
     n, cust = item.shape[0], s.customer
     ib, ic = w.brand[item], w.category[item]
     taste = np.einsum("nk,nk->n", c.taste[cust], w.latent[item]) / w.taste_scale
     frac_brand, seen_same, q_brand, q_cat, cart_pages = lm.candidate_evidence(
         item, viewed_items.owner, viewed_items.codes, viewed_items.length, viewed_pages.owner, viewed_pages.codes,
         queries.has_query, queries.brand, queries.category)
-    observed = lm.observed_logits(s.flow, s.channel, c.plan[cust], c.device[cust], c.tenure[cust], c.lines[cust],
+    observed = lm.observed_funnel(flow, s.channel, c.plan[cust], c.device[cust], c.tenure[cust], c.lines[cust],
                                   c.days_upgrade[cust], queries.has_query, item, frac_brand, seen_same, q_brand,
-                                  q_cat, cart_pages, lm.FLOW_PRICE_SENS[s.flow] + c.price_sens[cust])
-    hidden = lm.hidden_affinity(s.flow, (ib == s.want_brand).astype(np.float64), (ic == s.want_cat).astype(np.float64),
-                                (ib == s.preferred_brand).astype(np.float64), taste, s.intent, c.offset[cust])
-    p_click, p_atc, p_buy = (lm.sigmoid(logit) for logit in lm.funnel_logits(observed, hidden, s.intent))
+                                  q_cat, cart_pages, params.price_sens[flow] + c.price_sens[cust], params)
+    hidden = lm.hidden_affinity(flow, (ib == s.want_brand).astype(np.float64), (ic == s.want_cat).astype(np.float64),
+                                (ib == s.preferred_brand).astype(np.float64), taste, s.intent, c.offset[cust],
+                                params)
+    p_click, p_atc, p_buy = (lm.sigmoid(logit) for logit in lm.funnel_logits(observed.logits, hidden, s.intent))
     click = rng.random(n) < p_click
     atc = rng.random(n) < p_atc
     buy = rng.random(n) < p_buy
-    return Labels(click, atc, buy, p_click, p_atc, p_buy)
+    events, p_events = world.draw_events(seed, flow, observed.affinity + lm.AFFINITY_SCALE * hidden, observed.terms)
+    return Labels(click, atc, buy, p_click, p_atc, p_buy, events, p_events)
 
 
 def _context_columns(c: Customers, s: Sessions) -> Dict[str, np.ndarray]:
@@ -232,8 +242,8 @@ def _context_columns(c: Customers, s: Sessions) -> Dict[str, np.ndarray]:
     }
 
 
-def simulate(n: int, seed: int) -> Impressions:
-    """Simulates ``n`` impressions from ``seed`` (the same seed gives identical impressions)."""
+def simulate(n: int, seed: int, world: TaskWorld = DEFAULT_WORLD) -> Impressions:
+    """Simulates ``n`` impressions of ``world`` from ``seed`` (the same seed gives identical impressions)."""
     rng = np.random.default_rng([seed, GENERATOR_VERSION])
     customers = simulate_customers(rng, max(20, n // SESSIONS_PER_CUSTOMER))
     sessions = simulate_sessions(rng, customers, n)
@@ -241,6 +251,7 @@ def simulate(n: int, seed: int) -> Impressions:
     viewed_items = draw_viewed_items(rng, sessions)
     viewed_pages = draw_viewed_pages(rng, sessions)
     queries = draw_queries(rng, sessions.intent, sessions.channel, sessions.want_brand, sessions.want_cat)
-    labels = draw_labels(rng, customers, sessions, item, viewed_items, viewed_pages, queries)
-    return Impressions(n, sessions.flow, item, _context_columns(customers, sessions), queries, viewed_items,
+    flow = world.assign_flows(sessions.flow, seed)
+    labels = draw_labels(rng, customers, sessions, item, viewed_items, viewed_pages, queries, flow, world, seed)
+    return Impressions(n, world, flow, item, _context_columns(customers, sessions), queries, viewed_items,
                        viewed_pages, labels, sessions)

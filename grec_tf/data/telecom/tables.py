@@ -10,8 +10,10 @@ Rows of an impression are contiguous, in use-case order:
 * ``CTCVR`` on every impression: label = click and add-to-cart and purchase; ``oracle_p`` =
   p_click * p_atc * p_buy.
 
-So a CTCVR positive implies CTR, ATC and CVR positives on the same impression. ``oracle_p`` is the
-exact probability the row's label was drawn with (never a model feature).
+So a CTCVR positive implies CTR, ATC and CVR positives on the same impression. A larger task world
+(:mod:`.task_world`) appends its extra use cases: a dense one on every impression, a sparse one only on
+clicked impressions; label = the event, ``oracle_p`` = its probability. ``oracle_p`` is the exact
+probability the row's label was drawn with (never a model feature).
 
 Splits are by impression (80/10/10 in impression order; impressions are i.i.d.), so all rows of an
 impression share a split.
@@ -25,15 +27,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from grec_tf.data.telecom.schema import (
-    CONTEXT_CATEGORICAL, CONTEXT_NUMERICAL, FLOWS, ITEM_CATEGORICAL, ITEM_EMBEDDINGS, ITEM_NUMERICAL, ITEM_TEXT,
-    SCHEMA, USE_CASES)
+    CONTEXT_CATEGORICAL, CONTEXT_NUMERICAL, ITEM_CATEGORICAL, ITEM_EMBEDDINGS, ITEM_NUMERICAL, ITEM_TEXT, SCHEMA)
 from grec_tf.data.telecom.simulation import Impressions, Viewed, simulate
+from grec_tf.data.telecom.task_world import DEFAULT_USE_CASES, DEFAULT_WORLD, TaskWorld
 from grec_tf.data.telecom.validation import check_generator_args
 from grec_tf.data.telecom.world import CHANNELS, DEVICE_OS, PLANS, REGIONS, fixed_world
 
 _CATEGORICAL_VOCAB = {"device_os": DEVICE_OS, "channel": CHANNELS, "region": REGIONS, "plan": PLANS}
-# rows per impression without / with a click: use-case indices (CVR = 2 only when clicked)
-_UNCLICKED_USE_CASES = np.array([0, 1, 3])
 
 
 def split_bounds(n: int) -> Dict[str, Tuple[int, int]]:
@@ -44,14 +44,12 @@ def split_bounds(n: int) -> Dict[str, Tuple[int, int]]:
 
 
 def _row_index(imp: Impressions, lo: int, hi: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Rows of impressions [lo, hi): (impression index, use-case index), CVR only when clicked."""
-    clicked = imp.labels.click[lo:hi]
-    per = 3 + clicked.astype(np.int64)
-    owner = np.repeat(np.arange(lo, hi), per)
-    start = np.concatenate([[0], np.cumsum(per)[:-1]])
-    k = np.arange(owner.shape[0]) - np.repeat(start, per)
-    use_case = np.where(clicked[owner - lo], k, _UNCLICKED_USE_CASES[np.minimum(k, 2)])
-    return owner, use_case
+    """Rows of impressions [lo, hi): (impression index, use-case index), in impression then use-case
+    order; a sparse use case (CVR, ...) only when the impression was clicked."""
+    sparse = np.array(imp.world.sparse)
+    present = ~sparse[None, :] | imp.labels.click[lo:hi, None]     # [impressions, use cases]
+    owner, use_case = np.nonzero(present)
+    return owner + lo, use_case
 
 
 def _row_labels(imp: Impressions, owner: np.ndarray, use_case: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -62,6 +60,11 @@ def _row_labels(imp: Impressions, owner: np.ndarray, use_case: np.ndarray) -> Tu
     cases = [use_case == 0, use_case == 1, use_case == 2]
     label = np.select(cases, [c, c & a, a & b], default=c & a & b)
     oracle = np.select(cases, [pc_, pc_ * pa_, pa_ * pb_], default=pc_ * pa_ * pb_)
+    extra = use_case >= DEFAULT_USE_CASES
+    if extra.any():   # the task world's extra events: label and probability as drawn
+        event = use_case[extra] - DEFAULT_USE_CASES
+        label[extra] = lab.events[owner[extra], event]
+        oracle[extra] = lab.p_events[owner[extra], event]
     return label.astype(np.int64), oracle.astype(np.float64)
 
 
@@ -81,11 +84,12 @@ def _sequence_array(viewed: Viewed, vocab: Sequence[str], owner: np.ndarray) -> 
 
 
 def long_table(imp: Impressions, lo: int, hi: int, flows: Sequence[str], use_cases: Sequence[str]) -> pa.Table:
-    """The long-format rows (schema :data:`SCHEMA`) of impressions ``[lo, hi)`` in the given task sentences."""
+    """The long-format rows (schema :data:`SCHEMA`) of impressions ``[lo, hi)`` in the given task sentences
+    (names of ``imp.world``'s flows and use cases)."""
     w = fixed_world()
     owner, use_case = _row_index(imp, lo, hi)
-    keep = np.isin(imp.flow[owner], [FLOWS.index(f) for f in flows]) & \
-        np.isin(use_case, [USE_CASES.index(u) for u in use_cases])
+    keep = np.isin(imp.flow[owner], [imp.world.flows.index(f) for f in flows]) & \
+        np.isin(use_case, [imp.world.use_cases.index(u) for u in use_cases])
     if not keep.all():
         owner, use_case = owner[keep], use_case[keep]
     label, oracle = _row_labels(imp, owner, use_case)
@@ -93,8 +97,8 @@ def long_table(imp: Impressions, lo: int, hi: int, flows: Sequence[str], use_cas
     cols = {
         "impression_id": pa.array(owner.astype(np.int64)),
         "customer_id": pa.array(imp.context["customer_id"][owner]),
-        "flow": _strings(FLOWS, imp.flow[owner]),
-        "use_case": _strings(USE_CASES, use_case),
+        "flow": _strings(imp.world.flows, imp.flow[owner]),
+        "use_case": _strings(imp.world.use_cases, use_case),
         "label": pa.array(label),
         "oracle_p": pa.array(oracle),
     }
@@ -111,21 +115,23 @@ def long_table(imp: Impressions, lo: int, hi: int, flows: Sequence[str], use_cas
 
 
 def generate_tables(rows: int, seed: int = 0, flows: Optional[Sequence[str]] = None,
-                    use_cases: Optional[Sequence[str]] = None) -> Dict[str, pa.Table]:
+                    use_cases: Optional[Sequence[str]] = None, world: TaskWorld = DEFAULT_WORLD) -> Dict[str, pa.Table]:
     """Generates the dataset in memory: ``{"train", "valid", "test"}`` -> Arrow table (schema :data:`SCHEMA`).
 
     Args:
       rows: number of impressions (the long format has about 3.1 rows per impression).
       seed: the dataset seed; the same seed gives identical tables.
-      flows, use_cases: optional subsets of :data:`FLOWS` / :data:`USE_CASES` to keep (rows of other
+      flows, use_cases: optional subsets of ``world.flows`` / ``world.use_cases`` to keep (rows of other
         task sentences are dropped; the impressions and labels are unchanged).
+      world: the flows x use cases to simulate (:func:`.task_world.task_world`); the default is 3 x 4.
     """
-    rows, seed, flows, use_cases = check_generator_args(rows, seed, flows, use_cases)
-    imp = simulate(rows, seed)
+    rows, seed, flows, use_cases = check_generator_args(rows, seed, flows, use_cases, world)
+    imp = simulate(rows, seed, world)
     return {split: long_table(imp, lo, hi, flows, use_cases) for split, (lo, hi) in split_bounds(rows).items()}
 
 
 def generate_frames(rows: int, seed: int = 0, flows: Optional[Sequence[str]] = None,
-                    use_cases: Optional[Sequence[str]] = None):
+                    use_cases: Optional[Sequence[str]] = None, world: TaskWorld = DEFAULT_WORLD):
     """Like :func:`generate_tables` but returns pandas DataFrames (list columns hold NumPy arrays)."""
-    return {split: table.to_pandas() for split, table in generate_tables(rows, seed, flows, use_cases).items()}
+    return {split: table.to_pandas()
+            for split, table in generate_tables(rows, seed, flows, use_cases, world).items()}

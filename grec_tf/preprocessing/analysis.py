@@ -1,0 +1,128 @@
+"""The training split's statistics from tf.Transform analyzers, and :class:`FeatureStatistics` read back from
+the transform output.
+
+:func:`preprocessing_fn` declares three analyzers, however many features there are (each analyzer expands
+into dozens of Beam transforms, and building and translating the graph dominated small runs): one
+``tft.vocabulary`` with counts over ``owner<sep>id`` keys, holding the ids of every vocabulary owner (a feature,
+or the feature others share through ``vocabulary_of``: all member columns count); one ``tft.mean`` over
+``[x, x^2]`` of every numerical (in float64; variance = E[x^2] - E[x]^2, exact enough unless a mean is ~1e6
+times its standard deviation); one ``tft.size``. Its outputs pass the raw values through and add the moments,
+so the transform graph carries every analyzer result.
+
+tf.Transform ranks equal counts by descending id and cuts ``top_k`` on that order; the pandas path ranks ties
+by ascending id. So the vocabularies are computed whole, with counts, and ranked and cut at ``max_vocab`` by
+:func:`grec_tf.data.feature_statistics.ranked_vocabulary`, the one ranking both paths use. They are written
+as gzipped TFRecords, which keep any id (a text vocabulary file drops ids holding a newline).
+
+The WordPiece vocabularies of text features are learned by tensorflow-text's learner, streaming the text
+column of the written training shards (word counts do not depend on row order), as the pandas path does.
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable, Dict, List, Tuple
+
+import tensorflow as tf
+
+from grec_tf.config import ExperimentConfig
+from grec_tf.data.feature_arrays import SEQUENCE_PADDING
+from grec_tf.data.feature_statistics import (FeatureStatistics, normalization_moments, ranked_vocabulary,
+                                             shared_vocabulary_owners)
+from grec_tf.data.tfrecord_source import TRANSFORM_OUTPUT, parsed_batches, read_feature_spec, shard_files
+
+VOCABULARY_NAME = "vocabularies"  # the one tf.Transform vocabulary: ids of every owner, keyed by owner
+MOMENTS = "numerical_moments"  # output [B, 3 * numericals] string: mean, variance, count per numerical
+_KEY_SEPARATOR = "\x1f"  # between an owner's name and an id in the vocabulary's keys
+
+
+def _ids(tensor) -> tf.Tensor:
+    """[n] non-padding ids of a dense [B] or sparse [B, L] string input."""
+    values = tensor.values if isinstance(tensor, tf.SparseTensor) else tf.reshape(tensor, [-1])
+    return tf.boolean_mask(values, tf.not_equal(values, SEQUENCE_PADDING))
+
+
+def _keyed_ids(inputs: Dict[str, tf.Tensor], owners: Dict[str, str]) -> tf.Tensor:
+    """[n] ``owner<sep>id`` of every id of every vocabulary member, so that one analyzer counts them all."""
+    return tf.concat([tf.strings.join([owner + _KEY_SEPARATOR, _ids(inputs[name])])
+                      for name, owner in owners.items()], 0)
+
+
+def _moments(inputs: Dict[str, tf.Tensor], numericals: List[str]) -> tf.Tensor:
+    """[3 * numericals] float64: mean, population variance and count of each numerical over the dataset."""
+    import tensorflow_transform as tft
+
+    x = tf.stack([tf.cast(inputs[name], tf.float64) for name in numericals], axis=1)  # [B, n]
+    first, second = tf.unstack(tft.mean(tf.stack([x, x * x], axis=1), reduce_instance_dims=False,
+                                        output_dtype=tf.float64))  # [n] each
+    count = tf.fill(tf.shape(first), tf.cast(tft.size(inputs["flow"]), tf.float64))
+    return tf.reshape(tf.stack([first, second - first * first, count], axis=1), [-1])
+
+
+def preprocessing_fn(config: ExperimentConfig) -> Callable[[Dict[str, tf.Tensor]], Dict[str, tf.Tensor]]:
+    """The tf.Transform preprocessing function of ``config`` (see the module docstring)."""
+    import tensorflow_transform as tft
+
+    owners = shared_vocabulary_owners(config)
+    numericals = [f.name for f in config.features if f.kind == "numerical"]
+
+    def transform(inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        if owners:
+            tft.vocabulary(_keyed_ids(inputs, owners), vocab_filename=VOCABULARY_NAME, store_frequency=True,
+                           file_format="tfrecord_gzip")
+        outputs = {name: value for name, value in inputs.items() if not isinstance(value, tf.SparseTensor)}
+        if numericals:
+            moments = tf.strings.as_string(_moments(inputs, numericals), precision=17)
+            outputs[MOMENTS] = tf.tile(moments[None], [tf.shape(inputs["flow"])[0], 1])
+        return outputs
+
+    return transform
+
+
+def _vocabulary_counts(path: str) -> Dict[str, List[Tuple[str, int]]]:
+    """owner -> (id, count) pairs, from the ``store_frequency`` vocabulary (records ``b"<count> <owner><sep><id>"``)."""
+    pairs: Dict[str, List[Tuple[str, int]]] = {}
+    for record in tf.data.TFRecordDataset(path, compression_type="GZIP").as_numpy_iterator():
+        count, key = record.split(b" ", 1)
+        owner, token = key.decode("utf-8").split(_KEY_SEPARATOR, 1)
+        pairs.setdefault(owner, []).append((token, int(count)))
+    return pairs
+
+
+def _numerical_moments(transform_output, config: ExperimentConfig, first_example: bytes) -> Dict[str, List[float]]:
+    """numerical -> [mean, variance], read from the transform graph applied to one example."""
+    numericals = [f.name for f in config.features if f.kind == "numerical"]
+    if not numericals:
+        return {}
+    raw = tf.io.parse_example([first_example], read_feature_spec(config))
+    values = [float(v) for v in transform_output.transform_raw_features(raw)[MOMENTS].numpy()[0]]
+    return {name: normalization_moments(values[3 * i], values[3 * i + 1], int(values[3 * i + 2]))
+            for i, name in enumerate(numericals)}
+
+
+def _text_vocabularies(config: ExperimentConfig) -> Dict[str, List[str]]:
+    from grec_tf.text import build_wordpiece_vocabulary
+
+    vocabularies = {}
+    for f in config.features:
+        if f.kind == "text" and config.model.text_encoder.type == "transformer":
+            texts = parsed_batches(config, "train", [f.name], 8192).map(lambda b, n=f.name: b[n]).unbatch()
+            texts = texts.filter(lambda t: tf.strings.length(t) > 0)
+            vocabularies[f.name] = build_wordpiece_vocabulary(texts.batch(1024), config.model.text_encoder.vocab_size)
+    return vocabularies
+
+
+def statistics_from_transform_output(config: ExperimentConfig) -> FeatureStatistics:
+    """The :class:`FeatureStatistics` the pandas path computes, from the tf.Transform output and the training
+    shards of a preprocessed folder (``config`` reads it: :func:`grec_tf.data.tfrecord_source.reading_config`)."""
+    import tensorflow_transform as tft
+
+    output = tft.TFTransformOutput(os.path.join(config.data.path, TRANSFORM_OUTPUT))
+    declared = {f.name: f for f in config.features}
+    owners = shared_vocabulary_owners(config)
+    counts = _vocabulary_counts(output.vocabulary_file_by_name(VOCABULARY_NAME)) if owners else {}
+    ranked = {owner: ranked_vocabulary(counts.get(owner, []), declared[owner].max_vocab)
+              for owner in dict.fromkeys(owners.values())}
+    first = next(iter(tf.data.TFRecordDataset(shard_files(config, "train")[:1], compression_type="GZIP"))).numpy()
+    return FeatureStatistics(vocabularies={name: list(ranked[owner]) for name, owner in owners.items()},
+                             moments=_numerical_moments(output, config, first), text_vocabularies=_text_vocabularies(config))
+

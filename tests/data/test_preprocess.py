@@ -1,0 +1,102 @@
+"""The Beam preprocessing pipeline: statistics equal to the pandas path (on the rows it keeps), its output folder,
+bad rows failing the run with their file and row or going to the dead letters, and the command line."""
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from grec_tf.data.feature_statistics import compute_feature_statistics
+from grec_tf.errors import DataError
+from grec_tf.preprocessing.pipeline import run_preprocessing
+from tests.data.conftest import BAD_ROWS, beam_config, write_split_tables, write_tables_with_bad_rows
+
+
+def test_two_worker_run_gives_the_pandas_statistics(preprocessed):
+    expected = compute_feature_statistics(preprocessed.splits["train"], preprocessed.config)
+    with open(os.path.join(preprocessed.out, "statistics.json")) as handle:
+        got = json.load(handle)
+    assert got["vocabularies"] == expected.vocabularies  # order, ties and the max_vocab cut included
+    assert len(got["vocabularies"]["item_id"]) == 6 and got["vocabularies"]["viewed"] == got["vocabularies"]["item_id"]
+    assert got["text_vocabularies"] == expected.text_vocabularies
+    assert set(got["moments"]) == set(expected.moments) == {"tenure", "price"}
+    for name, (mean, variance) in expected.moments.items():
+        np.testing.assert_allclose(got["moments"][name], [mean, variance], rtol=1e-6)
+
+
+def test_output_folder_holds_shards_schema_and_transform_output(preprocessed):
+    out, rows = preprocessed.out, preprocessed.manifest["rows"]
+    assert rows == {split: len(frame) for split, frame in preprocessed.splits.items()}
+    for split in rows:
+        assert glob.glob(os.path.join(out, split, "part-*.tfrecord.gz"))
+    schema = open(os.path.join(out, "schema.pbtxt")).read()
+    for name in ("flow", "use_case", "label", "customer_id", "oracle_p", "viewed", "item_vec"):
+        assert f'name: "{name}"' in schema
+    import tensorflow_transform as tft
+
+    transform = tft.TFTransformOutput(os.path.join(out, "transform_output"))
+    assert os.path.isfile(transform.vocabulary_file_by_name("vocabularies"))
+    assert "numerical_moments" in transform.transformed_feature_spec()
+
+
+def test_a_bad_row_fails_the_run_naming_file_column_and_row(tmp_path):
+    write_tables_with_bad_rows(tmp_path / "tables")
+    with pytest.raises(DataError) as raised:
+        run_preprocessing(beam_config(str(tmp_path / "tables")), str(tmp_path / "out"))
+    assert str(raised.value).startswith(f"file {tmp_path / 'tables' / 'train.parquet'}, column 'label', row 7: "
+                                        f"label 2; expected 0 or 1")
+
+
+def test_dead_letters_hold_the_bad_rows_and_the_rest_is_written(preprocessed):
+    letters = [json.loads(line) for path in sorted(glob.glob(os.path.join(preprocessed.dead_letter, "train-*.jsonl")))
+               for line in open(path)]
+    assert sorted((letter["row"], letter["column"]) for letter in letters) == sorted(BAD_ROWS.items())
+    assert all(letter["file"].endswith("train.parquet") and "expected" in letter["error"] for letter in letters)
+    assert {letter["row"]: letter["values"]["customer_id"] for letter in letters} == \
+        {row: int(preprocessed.written["train"].loc[row, "customer_id"]) for row in BAD_ROWS}
+    assert preprocessed.manifest["dead_letter_rows"] == {"train": 2, "valid": 0, "test": 0}
+
+
+def test_command_help_lists_beam_passthrough_without_tensorflow():
+    result = subprocess.run([sys.executable, "-c", "import runpy, sys\nsys.argv = ['preprocess', '--help']\n"
+                             "try:\n    runpy.run_module('pipelines.preprocess', run_name='__main__')\n"
+                             "except SystemExit:\n    pass\nprint('tensorflow' in sys.modules, 'apache_beam' in sys.modules)"],
+                            capture_output=True, text=True, timeout=120)
+    assert "--dead_letter" in result.stdout and "Beam pipeline options" in result.stdout
+    assert result.stdout.split()[-2:] == ["False", "False"], result.stderr[-2000:]
+
+
+def test_preprocessing_needs_split_files(tmp_path, capsys):
+    from pipelines.preprocess import main
+
+    one_file = tmp_path / "all.parquet"
+    write_split_tables(tmp_path)["train"].to_parquet(one_file)
+    code = main(["--set", "data.source=parquet", "--set", f"data.path={one_file}", "--out", str(tmp_path / "o")])
+    assert code == 2
+    assert f"file {one_file}: expected a folder with train, valid and test files" in capsys.readouterr().err
+
+
+def test_csv_chunks_know_their_file_rows_and_errors_name_them(tmp_path):
+    from grec_tf.config import parse_config
+    from grec_tf.preprocessing.long_tables import read_unit, work_units
+    from grec_tf.preprocessing.row_checks import check_chunk
+
+    frame = write_split_tables(tmp_path)["train"][["flow", "use_case", "label", "customer_id", "plan", "tenure"]]
+    frame = frame.iloc[:10].copy()
+    frame.loc[6, "label"] = 2
+    path = tmp_path / "train.csv"
+    frame.to_csv(path, index=False)
+    config = parse_config({"data": {"source": "csv", "flows": ["AAL", "EUP"], "use_cases": ["CTR", "CVR"]},
+                           "features": [{"name": "plan", "kind": "categorical"},
+                                        {"name": "tenure", "kind": "numerical"}]})
+    (unit,) = work_units(str(path))
+    chunks = list(read_unit(unit, chunk_rows=4))
+    assert [c.first_row for c in chunks] == [0, 4, 8]
+    assert check_chunk(chunks[0], config, keep_going=False).frame.shape == (4, 6)
+    with pytest.raises(DataError, match=rf"^file {path}, column 'label', row 6: label 2; expected 0 or 1$"):
+        check_chunk(chunks[1], config, keep_going=False)
+    kept = check_chunk(chunks[1], config, keep_going=True)
+    assert len(kept.frame) == 3 and [letter["row"] for letter in kept.dead_letters] == [6]

@@ -68,6 +68,8 @@ FRACTIONS_BY_SPLIT_MODE: Dict[str, Tuple[str, ...]] = {
     "split_by_group": ("valid_fraction", "test_fraction"),  # one file split by data.group_column
 }
 SPLIT_MODES = tuple(FRACTIONS_BY_SPLIT_MODE)
+# train.distribution: how training is spread (grec_tf.training.distribution makes the tf.distribute strategy).
+DISTRIBUTIONS = ("none", "mirrored", "multi_worker", "auto")
 
 FEATURE_KINDS = ("categorical", "numerical", "text", "sequence", "embedding", "item_id")
 FEATURE_GROUPS = ("context", "item")
@@ -387,6 +389,13 @@ class TrainConfig(_Section):
                                            example=3, bounds=AT_LEAST_0)
     mixed_precision: Optional[str] = setting(None, help="Keras mixed-precision policy; null means float32.",
                                              example="mixed_bfloat16")
+    distribution: str = setting("none", help="How training is spread: none (one device); mirrored (every "
+                                             "local device, tf.distribute.MirroredStrategy); multi_worker "
+                                             "(the workers TF_CONFIG names, MultiWorkerMirroredStrategy); "
+                                             "auto (multi_worker when TF_CONFIG names more than one worker, "
+                                             "else none). data.batch_size is the global batch: each replica "
+                                             "takes data.batch_size / replicas rows a step.",
+                                example="multi_worker", choices=DISTRIBUTIONS)
     seed: Optional[int] = setting(None, help="Seed of the model's initial weights and of the training shuffle "
                                              "(tf.keras.utils.set_random_seed before the model is built; the data "
                                              "split keeps data.seed); null: not seeded, each run differs.",

@@ -7,7 +7,8 @@ and the model they describe.
     report = experiment.evaluate(model)
     experiment.export(model, "exports")
 
-or, with checkpoints, TensorBoard, early stopping and ``metrics.json``: ``experiment.train("runs/x")``.
+or, with checkpoints, TensorBoard, early stopping and ``metrics.json``: ``experiment.train("runs/x")``, on one
+device or spread over devices and workers as ``train.distribution`` says (:mod:`grec_tf.training.distribution`).
 Splits, statistics and feature arrays are computed on first use and kept.
 """
 from __future__ import annotations
@@ -31,7 +32,7 @@ from grec_tf.models.factory import build_ranker, validate_model_config
 from grec_tf.models.multi_task_ranker import MultiTaskRanker
 from grec_tf.serving.signatures import export_model
 from grec_tf.serving.sub_model import export_sub_model
-from grec_tf.training import run_folder
+from grec_tf.training import distribution, run_folder
 from grec_tf.training.evaluation import evaluate_scores, predict_probabilities
 from grec_tf.training.expert_utilization import expert_utilization
 from grec_tf.training.trainer import TrainingRun, count_params, fit
@@ -53,6 +54,7 @@ class Experiment:
         self._splits, self._statistics = splits, statistics
         self.data: Optional[LoadedData] = None  # how the splits were read, once they are
         self._arrays: Dict[str, Dict[str, np.ndarray]] = {}
+        self._strategy: Optional[tf.distribute.Strategy] = None
 
     @classmethod
     def from_yaml(cls, path: Optional[str], overrides: Sequence[str] = (), data_dir: Optional[str] = None):
@@ -100,16 +102,28 @@ class Experiment:
         return make_dataset(self.arrays(split), size, shuffle=shuffle, shuffle_buffer=d.shuffle_buffer, seed=d.seed,
                             group_key=IMPRESSION_KEY)
 
-    def build_model(self) -> MultiTaskRanker:
-        """A built, compiled model (``train.mixed_precision`` becomes the global Keras policy and ``train.seed``
-        seeds Python, NumPy and TensorFlow first)."""
+    @property
+    def strategy(self) -> tf.distribute.Strategy:
+        """The ``tf.distribute`` strategy ``train.distribution`` names (created on first use; a multi-worker
+        strategy joins its cluster then)."""
+        if self._strategy is None:
+            self._strategy = distribution.make_strategy(self.config.train.distribution)
+        return self._strategy
+
+    def build_model(self, strategy: Optional[tf.distribute.Strategy] = None) -> MultiTaskRanker:
+        """A built, compiled model whose variables live under ``strategy`` (default: :attr:`strategy`);
+        ``train.mixed_precision`` becomes the global Keras policy and ``train.seed`` seeds Python, NumPy and
+        TensorFlow first."""
         t = self.config.train
         tf.keras.mixed_precision.set_global_policy(t.mixed_precision or "float32")
         if t.seed is not None:  # before any variable or shuffle exists, so both follow the seed
             tf.keras.utils.set_random_seed(t.seed)
-        model = build_ranker(self.config, self.statistics)
-        model(placeholder_batch(self.config), training=False)  # variables exist before fit/restore
-        model.compile(optimizer=tf.keras.optimizers.Adam(t.learning_rate), steps_per_execution=t.steps_per_execution)
+        statistics = self.statistics
+        with (strategy or self.strategy).scope():
+            model = build_ranker(self.config, statistics)
+            model(placeholder_batch(self.config), training=False)  # variables exist before fit/restore
+            model.compile(optimizer=tf.keras.optimizers.Adam(t.learning_rate),
+                          steps_per_execution=t.steps_per_execution)
         return model
 
     def evaluate(self, model: tf.keras.Model, split: str = "test") -> Dict:
@@ -130,20 +144,30 @@ class Experiment:
     def train(self, out_dir: str, callbacks: Sequence[tf.keras.callbacks.Callback] = (),
               verbose: int = 1) -> TrainingRun:
         """Fits on ``train`` (early stopping on ``valid``), evaluates on ``test`` and writes the run folder
-        (see :mod:`grec_tf.training.run_folder`); a folder holding a backup resumes from it."""
-        os.makedirs(out_dir, exist_ok=True)
+        (see :mod:`grec_tf.training.run_folder`); a folder holding a backup resumes from it.
+
+        Under a multi-worker ``train.distribution`` every worker runs this; the chief writes ``out_dir``, the
+        others write into a temporary folder they remove, and all of them back up to (and resume from) the
+        chief's ``{out_dir}/backup``.
+        """
+        strategy = self.strategy  # first: a multi-worker strategy must join its cluster before other TF work
+        distribution.check_global_batch(self.config.data.batch_size, strategy)
         statistics = self.statistics  # reads the splits first: the split mode decides which keys applied
-        run_folder.save_config(self.config, out_dir, applied_config(self.config, self.split_mode))
-        run_folder.save_statistics(statistics, out_dir)
-        model = self.build_model()
-        result = fit(model, self.dataset("train", shuffle=True), self.dataset("valid"), out_dir, self.config.train,
-                     callbacks, verbose)
-        report = self.evaluate(model)
-        report["model"] = {**self.model_summary(), "params": count_params(model)}
-        report["train"] = result.report
-        report["utilization"] = result.utilization or self.expert_utilization(model, max_batches=8)
-        write_json_atomic(os.path.join(out_dir, "metrics.json"), report)
-        return TrainingRun(model=model, statistics=self.statistics, metrics=report, history=result.history)
+        with distribution.writable_dir(out_dir, strategy) as write_dir:
+            run_folder.save_config(self.config, write_dir, applied_config(self.config, self.split_mode))
+            run_folder.save_statistics(statistics, write_dir)
+            model = self.build_model(strategy)
+            source = self.config.data.source
+            result = fit(model, distribution.shard_policy(self.dataset("train", shuffle=True), source),
+                         distribution.shard_policy(self.dataset("valid"), source), out_dir, self.config.train,
+                         callbacks, verbose, write_dir=write_dir)
+            report = self.evaluate(model)
+            report["model"] = {**self.model_summary(), "params": count_params(model)}
+            report["train"] = result.report
+            report["utilization"] = result.utilization or self.expert_utilization(model, max_batches=8)
+            write_json_atomic(os.path.join(write_dir, "metrics.json"), report)
+        return TrainingRun(model=model, statistics=self.statistics, metrics=report, history=result.history,
+                           chief=distribution.is_chief(strategy))
 
     @property
     def split_mode(self) -> Optional[str]:
@@ -177,6 +201,6 @@ def load_run(run_dir: str) -> Tuple[Experiment, MultiTaskRanker]:
     ``data.path`` is unset) and its model with the final weights restored."""
     config, statistics, weights = run_folder.read_run(run_dir)
     experiment = Experiment(config, data_dir=os.path.join(run_dir, "data"), statistics=statistics)
-    model = experiment.build_model()
+    model = experiment.build_model(tf.distribute.get_strategy())  # one process, whatever trained it
     model.load_weights(weights).expect_partial()
     return experiment, model

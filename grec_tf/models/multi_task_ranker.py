@@ -83,7 +83,13 @@ class MultiTaskRanker(tfrs.models.Model):
 
     Loss: one ``tfrs.tasks.Ranking`` per use case (sigmoid cross-entropy over that use case's rows,
     averaged over them, times its loss weight); the MoE auxiliary losses reach the total through
-    ``self.losses`` (TFRS adds them as regularization).
+    ``self.losses`` (added as regularization, as TFRS does).
+
+    Under a ``tf.distribute`` strategy with R replicas the gradients of the replicas' losses are summed, so each
+    replica's loss is its rows' share of the global batch's loss: a use case's summed loss is divided by that use
+    case's rows over all replicas, and the auxiliary losses (means over the replica's own rows) by R. The step's
+    logs are global values (metrics are synchronized, losses summed over replicas), so Keras keeps the first
+    replica's (``distribute_reduction_method = "first"``).
     """
 
     def __init__(self, task_embedding: TaskSentenceEmbedding, bottom: tf.keras.layers.Layer,
@@ -115,6 +121,7 @@ class MultiTaskRanker(tfrs.models.Model):
         self.use_case_losses = {uc: tf.keras.metrics.Mean(name=f"{uc}_loss") for uc in self.use_cases}
         # TFRS reports the last batch's loss; this is the epoch mean (what early stopping watches).
         self.task_loss = tf.keras.metrics.Mean(name="task_loss")
+        self.distribute_reduction_method = "first"
         self.trained_examples = TrainedExamples()
 
     @property
@@ -230,22 +237,65 @@ class MultiTaskRanker(tfrs.models.Model):
             out["routing"] = tf.cast(routing, tf.float32)
         return out
 
-    def train_step(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-        """TFRS' train step, counting the batch into :attr:`trained_examples` first."""
-        self.trained_examples.count(inputs)
-        return super().train_step(inputs)
-
     def compute_loss(self, inputs: Dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        """This replica's share of the global batch's task loss (the whole loss on one replica). The loss
+        metrics record the global batch's values, whatever the number of replicas."""
         out = self(inputs, training=training)
         labels = tf.cast(inputs["label"], tf.float32)
-        total = tf.constant(0.0)
+        weights = [tf.cast(tf.equal(out["use_case_id"], u + 1), tf.float32) for u in range(len(self.use_cases))]
+        summed = tf.stack([self.ranking_tasks[use_case](labels=labels[:, None], predictions=out["logit"][:, None],
+                                                        sample_weight=weights[u], training=training)
+                           for u, use_case in enumerate(self.use_cases)])  # [U] this replica's summed losses
+        rows = tf.stack([tf.reduce_sum(weight) for weight in weights])  # [U] this replica's rows per use case
+        global_summed, global_rows = tf.unstack(replica_sum(tf.stack([summed, rows])))  # [U] each
+        replicas = _replicas_in_sync()
+        total, share = tf.constant(0.0), tf.constant(0.0)
         for u, use_case in enumerate(self.use_cases):
-            weight = tf.cast(tf.equal(out["use_case_id"], u + 1), tf.float32)
-            rows = tf.reduce_sum(weight)
-            summed = self.ranking_tasks[use_case](labels=labels[:, None], predictions=out["logit"][:, None],
-                                                  sample_weight=weight, training=training)
-            mean = tf.math.divide_no_nan(summed, rows)
-            self.use_case_losses[use_case].update_state(mean, sample_weight=tf.minimum(rows, 1.0))
-            total += self.loss_weights.get(use_case, 1.0) * mean
+            weight = self.loss_weights.get(use_case, 1.0)
+            share += weight * tf.math.divide_no_nan(summed[u], global_rows[u])
+            mean = tf.math.divide_no_nan(global_summed[u], global_rows[u])
+            # every replica records the global mean; the weights over replicas add up to one batch's
+            self.use_case_losses[use_case].update_state(mean, sample_weight=tf.minimum(global_rows[u], 1.0) / replicas)
+            total += weight * mean
         self.task_loss.update_state(total, sample_weight=tf.cast(tf.shape(labels)[0], tf.float32))
-        return total
+        return share
+
+    def train_step(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        """TFRS's step with the auxiliary losses scaled per replica (see the class doc), counting the batch into
+        :attr:`trained_examples` first."""
+        self.trained_examples.count(inputs)
+        with tf.GradientTape() as tape:
+            loss = self.compute_loss(inputs, training=True)
+            regularization_loss = self._auxiliary_loss_share()
+            total_loss = loss + regularization_loss
+        gradients = tape.gradient(total_loss, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+        return self._step_logs(loss, regularization_loss)
+
+    def test_step(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        return self._step_logs(self.compute_loss(inputs, training=False), self._auxiliary_loss_share())
+
+    def _auxiliary_loss_share(self) -> tf.Tensor:
+        return tf.reduce_sum([tf.reduce_sum(loss) for loss in self.losses]) / _replicas_in_sync()
+
+    def _step_logs(self, loss: tf.Tensor, regularization_loss: tf.Tensor) -> Dict[str, tf.Tensor]:
+        """Every metric's result, and the batch's ``loss``, ``regularization_loss`` and ``total_loss`` summed
+        over replicas."""
+        logs = {metric.name: metric.result() for metric in self.metrics}
+        loss, regularization_loss = replica_sum(loss), replica_sum(regularization_loss)
+        return {**logs, "loss": loss, "regularization_loss": regularization_loss,
+                "total_loss": loss + regularization_loss}
+
+
+def _replicas_in_sync() -> int:
+    """Replicas of the current ``tf.distribute`` replica context (1 outside one)."""
+    context = tf.distribute.get_replica_context()
+    return context.num_replicas_in_sync if context is not None else 1
+
+
+def replica_sum(value: tf.Tensor) -> tf.Tensor:
+    """``value`` summed over the replicas of the current ``tf.distribute`` replica context (itself with one
+    replica, or outside a replica context)."""
+    if _replicas_in_sync() == 1:
+        return value
+    return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, value)

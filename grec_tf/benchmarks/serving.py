@@ -401,7 +401,7 @@ def sub_model_comparison(full_model: str, sub_model: Tuple[str, str, float], mak
     return [{"task_sentence": task_sentence, "sizes": sizes, "throughput": rows}], targets
 
 
-def _sub_model_row(callers: Dict[str, "_SavedModelCaller"], n: int, seconds: float, concurrency: int,
+def _sub_model_row(callers: Dict[str, _SavedModelCaller], n: int, seconds: float, concurrency: int,
                    repeats: int) -> dict:
     """Rows/s of the full and the sub-model at batch ``n`` (median of interleaved rounds) and the largest
     output difference between them."""

@@ -215,10 +215,11 @@ class MultiTaskRanker(tfrs.models.Model):
         (which may then be absent); the rows of the outputs are then B x U, row-major (row i, use case u at
         i * U + u), and the encoders still run once per input row."""
         encoded = self.encode_impressions(features, training=training)
-        flow, use_case = features["flow"], features.get("use_case")
-        if score_use_cases is not None:
+        if score_use_cases is None:
+            flow, use_case = features["flow"], features["use_case"]
+        else:  # use_case may be absent: every row is scored for each of score_use_cases
             encoded = tf.repeat(encoded, tf.shape(score_use_cases)[0], axis=0)
-            flow, use_case = task_sentences_per_use_case(flow, score_use_cases)
+            flow, use_case = task_sentences_per_use_case(features["flow"], score_use_cases)
         return self.score(self.task_tokens(encoded, flow, use_case), training=training)
 
     def score(self, tokens: Dict[str, tf.Tensor], training=None) -> Dict[str, tf.Tensor]:

@@ -246,17 +246,32 @@ def test_each_use_case_loss_uses_only_its_rows(frame, model_type):
         assert float(model.use_case_losses[u].result()) == pytest.approx(bce[use_case == u].mean(), rel=1e-4)
 
 
+@pytest.fixture(scope="module")
+def exported(frame, tmp_path_factory):
+    """``model_type -> (config, model, SavedModel version folder, export_dir)``: each type is built and exported
+    once for the tests below (an export traces the whole model; single_task's, one network per task sentence)."""
+    cache = {}
+
+    def get(model_type):
+        if model_type not in cache:
+            config = funnel_config(type=model_type)
+            model = build(config, frame)
+            export_dir = tmp_path_factory.mktemp(f"export_{model_type}")
+            cache[model_type] = (config, model, export_model(model, config, str(export_dir)), export_dir)
+        return cache[model_type]
+
+    return get
+
+
 @pytest.mark.parametrize("model_type", NEW_TYPES)
-def test_get_config_and_saved_model_round_trip(frame, model_type, tmp_path):
-    config = funnel_config(type=model_type)
-    model = build(config, frame)
+def test_get_config_and_saved_model_round_trip(frame, model_type, exported):
+    config, model, path, _ = exported(model_type)
     batch = batch_of(frame.iloc[:40], config)
     expected = model(batch, training=False)["probability"].numpy()
     clone = type(model).from_config(model.get_config())
     clone(batch, training=False)
     clone.set_weights(model.get_weights())
     np.testing.assert_allclose(clone(batch, training=False)["probability"].numpy(), expected, atol=1e-6)
-    path = export_model(model, config, str(tmp_path))
     loaded = tf.saved_model.load(path)
     assert set(loaded.signatures) == {"serving_default", "score_all"}
     inputs = {k: v for k, v in batch.items() if k not in ("label", IMPRESSION_KEY)}  # what serving takes
@@ -268,15 +283,13 @@ def test_get_config_and_saved_model_round_trip(frame, model_type, tmp_path):
 
 
 @pytest.mark.parametrize("model_type", ["esmm", "single_task"])
-def test_rest_server_serves_a_baseline(frame, model_type, tmp_path):
-    config = funnel_config(type=model_type)
-    model = build(config, frame)
+def test_rest_server_serves_a_baseline(frame, model_type, exported):
+    config, model, _, export_dir = exported(model_type)
     rows = frame.iloc[:6]
     arrays = frame_to_arrays(rows, config, with_labels=False)
     inputs = {k: v.astype(str) if v.dtype == object else v for k, v in arrays.items()}
     expected = model({k: tf.constant(v) for k, v in inputs.items()}, training=False)["probability"].numpy()
-    export_model(model, config, str(tmp_path))
-    server = ServerThread(ModelRegistry(model_type, str(tmp_path / model_type), poll_seconds=60), port=0).start()
+    server = ServerThread(ModelRegistry(model_type, str(export_dir / model_type), poll_seconds=60), port=0).start()
     try:
         instances = [{k: (v[i].tolist() if hasattr(v[i], "tolist") else v[i]) for k, v in inputs.items()}
                      for i in range(len(rows))]

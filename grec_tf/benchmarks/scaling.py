@@ -9,7 +9,7 @@ task sentences. Defaults are ``ModelConfig``'s (D = 64, expert hidden F = 128, 4
   1..use_cases, 0 being the out-of-vocabulary slot (vocabularies flows + 1 and use_cases + 1).
 * Towers: one per task sentence (the model's ``towers: task_sentence``), T towers -- the model's untrained OOV
   tower slots are left out so the tower count is exactly T. Each row runs only its own tower
-  (``MultiTaskTowers.own_logits``), for both models alike.
+  (``towers(x, tower=...)``, as the model), for both models alike.
 * GRec: ``SparseMoEBottom`` (token mixer, ``task_sentence``-routed ``SparseMoE`` with top_k = 2, attention pool)
   -> [B, D] shared by the towers. Only k experts run per row, so its cost should barely depend on E.
 * MMoE: ``MMoEBottom`` with E experts of the same hidden width F and one softmax gate per tower (T gates), every
@@ -67,7 +67,7 @@ def _build(model: str, t: int, experts: int, sizes: dict, inputs: tuple) -> Tupl
     def step(tokens, flow_id, use_case_id, tower, labels):
         with tf.GradientTape() as tape:
             representation, _ = bottom(tokens, flow_id, use_case_id, training=True)
-            logit = towers.own_logits(representation, tower)  # each row's own tower only, as the model trains
+            logit = towers(representation, tower=tower)  # each row's own tower only, as the model trains
             loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logit))
             if bottom.losses:
                 loss += tf.add_n(bottom.losses)

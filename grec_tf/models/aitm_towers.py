@@ -13,7 +13,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import tensorflow as tf
 
-from grec_tf.models.multi_task_towers import MultiTaskTowers
+from grec_tf.models.multi_task_towers import GatheredOwnTower, MultiTaskTowers
 
 
 @tf.keras.utils.register_keras_serializable(package="grec_tf")
@@ -43,14 +43,15 @@ class InformationTransfer(tf.keras.layers.Layer):
 
 
 @tf.keras.utils.register_keras_serializable(package="grec_tf")
-class AITMTowers(tf.keras.layers.Layer):
+class AITMTowers(GatheredOwnTower, tf.keras.layers.Layer):
     """``num_towers`` towers (hidden ``units``, GELU; ``units[0]`` is the width the transfer works at) and
     ``chains``, lists of tower indices in funnel order (one chain per group of towers).
 
     ``calibration_weight`` scales the behavioural expectation calibrator (0 turns it off); the term is added
     with ``add_loss`` so it reaches the ranker's total through ``model.losses``.
 
-    Call: ``x`` [B, H] or [B, T, H] -> float32 logits [B, T].
+    Call: ``x`` [B, H] or [B, T, H] -> float32 logits [B, T]; with ``tower`` [B] the logits [B] of each row's own
+    tower (every tower still runs: a tower attends over the previous one's, and the calibrator reads them all).
     """
 
     def __init__(self, num_towers: int, units: List[int], chains: Sequence[Sequence[int]],
@@ -73,7 +74,7 @@ class AITMTowers(tf.keras.layers.Layer):
         self.encoder_bias = self.add_weight(name="encoder_bias", shape=shape[::2], initializer="zeros")
         super().build(input_shape)
 
-    def call(self, x: tf.Tensor) -> tf.Tensor:
+    def every_tower(self, x: tf.Tensor) -> tf.Tensor:
         equation = "bh,thw->btw" if len(x.shape) == 2 else "bth,thw->btw"
         q = tf.nn.gelu(tf.einsum(equation, x, tf.cast(self.encoder_kernel, self.compute_dtype))
                        + tf.cast(self.encoder_bias, self.compute_dtype))

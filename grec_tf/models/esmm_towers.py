@@ -11,7 +11,7 @@ from typing import Dict, List, Sequence
 
 import tensorflow as tf
 
-from grec_tf.models.multi_task_towers import MultiTaskTowers
+from grec_tf.models.multi_task_towers import GatheredOwnTower, MultiTaskTowers
 
 
 def product_logit(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
@@ -28,14 +28,15 @@ def product_logit(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
 
 
 @tf.keras.utils.register_keras_serializable(package="grec_tf")
-class ESMMTowers(tf.keras.layers.Layer):
+class ESMMTowers(GatheredOwnTower, tf.keras.layers.Layer):
     """``num_towers`` logit columns; ``chains`` lists ``[ctr, cvr, ctcvr]`` tower indices (one chain per
     group of towers: one with a tower per use case, one per flow with a tower per task sentence).
 
     Every column but the chained CTCVR ones has its own MLP (hidden ``units``, GELU, as
     :class:`MultiTaskTowers`); column ``ctcvr`` is ``product_logit(logit[ctr], logit[cvr])``.
 
-    Call: ``x`` [B, H] or [B, T, H] -> float32 logits [B, T].
+    Call: ``x`` [B, H] or [B, T, H] -> float32 logits [B, T]; with ``tower`` [B] the logits [B] of each row's own
+    column (every own MLP still runs: a CTCVR row needs its CTR and CVR towers).
     """
 
     def __init__(self, num_towers: int, units: List[int], chains: Sequence[Sequence[int]], **kwargs):
@@ -52,7 +53,7 @@ class ESMMTowers(tf.keras.layers.Layer):
         position.update({chain[2]: len(self.own_columns) + i for i, chain in enumerate(self.chains)})
         self.source = [position[t] for t in range(num_towers)]
 
-    def call(self, x: tf.Tensor) -> tf.Tensor:
+    def every_tower(self, x: tf.Tensor) -> tf.Tensor:
         if len(x.shape) == 3:  # one representation per tower (MMoE, PLE): the own columns' rows
             x = tf.gather(x, self.own_columns, axis=1)
         own = self.towers(x)

@@ -13,7 +13,6 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from grec_tf.data.feature_arrays import IMPRESSION_KEY
-from grec_tf.models.multi_task_towers import MultiTaskTowers
 from grec_tf.models.task_sentence_embedding import TaskSentenceEmbedding
 
 #: the S = 5 tokens of the stack, in order
@@ -69,7 +68,9 @@ class MultiTaskRanker(tfrs.models.Model):
       task_embedding: flow/use-case lookup and the task token (width D).
       bottom: maps tokens [B, S, D] (+ route ids) to the towers' input ([B, H] or [B, T, H]) and a routing
         tensor or None (e.g. :class:`~grec_tf.models.bottoms.SparseMoEBottom`).
-      towers: T MLP heads, T = number of use-case ids (``tower_key="use_case"``) or of (flow, use case) ids.
+      towers: T MLP heads, T = number of use-case ids (``tower_key="use_case"``) or of (flow, use case) ids:
+        ``towers(x)`` -> logits [B, T] of every tower, ``towers(x, tower=index)`` -> logits [B] of each row's own
+        (:class:`~grec_tf.models.multi_task_towers.MultiTaskTowers`, or a ``GatheredOwnTower`` layer there).
       context_encoder, item_encoder: feature-group encoders -> [B, D] (None when the group has no features).
       sequence_encoder: viewed sequences -> [B, D], or None.
       text_encoders: text feature name -> encoder of raw strings [B] -> [B, D]; their sum is the search token.
@@ -93,7 +94,7 @@ class MultiTaskRanker(tfrs.models.Model):
     """
 
     def __init__(self, task_embedding: TaskSentenceEmbedding, bottom: tf.keras.layers.Layer,
-                 towers: MultiTaskTowers, context_encoder: Optional[tf.keras.layers.Layer] = None,
+                 towers: tf.keras.layers.Layer, context_encoder: Optional[tf.keras.layers.Layer] = None,
                  item_encoder: Optional[tf.keras.layers.Layer] = None,
                  sequence_encoder: Optional[tf.keras.layers.Layer] = None,
                  text_encoders: Optional[Dict[str, tf.keras.layers.Layer]] = None, tower_key: str = "use_case",
@@ -206,32 +207,40 @@ class MultiTaskRanker(tfrs.models.Model):
             return use_case_id
         return flow_id * self.task_embedding.num_use_case_ids + use_case_id
 
-    def call(self, features: Dict[str, tf.Tensor], training=None,
-             score_use_cases: Optional[tf.Tensor] = None) -> Dict[str, tf.Tensor]:
-        """Returns ``logit`` and ``probability`` [B] of each row's own task sentence, ``logits``
-        [B, T] of every tower, route ids, and ``routing`` [B, E] (expert weights, GRec and MMoE).
+    def call(self, features: Dict[str, tf.Tensor], training=None, score_use_cases: Optional[tf.Tensor] = None,
+             every_tower: bool = False) -> Dict[str, tf.Tensor]:
+        """Returns ``logit`` and ``probability`` [B] of each row's own task sentence, route ids ``flow_id``,
+        ``use_case_id`` [B], and ``routing`` [B, E] (expert weights, GRec and MMoE).
 
         ``score_use_cases`` [U] string: score every row for each of these use cases instead of ``use_case``
         (which may then be absent); the rows of the outputs are then B x U, row-major (row i, use case u at
-        i * U + u), and the encoders still run once per input row."""
+        i * U + u), and the encoders still run once per input row.
+
+        ``every_tower``: also return ``logits`` [B, T] of every tower (``logit`` is then gathered from them);
+        by default only each row's own tower runs (see :meth:`score`)."""
         encoded = self.encode_impressions(features, training=training)
         if score_use_cases is None:
             flow, use_case = features["flow"], features["use_case"]
         else:  # use_case may be absent: every row is scored for each of score_use_cases
             encoded = tf.repeat(encoded, tf.shape(score_use_cases)[0], axis=0)
             flow, use_case = task_sentences_per_use_case(features["flow"], score_use_cases)
-        return self.score(self.task_tokens(encoded, flow, use_case), training=training)
+        return self.score(self.task_tokens(encoded, flow, use_case), training=training, every_tower=every_tower)
 
-    def score(self, tokens: Dict[str, tf.Tensor], training=None) -> Dict[str, tf.Tensor]:
-        """The task-dependent part of :meth:`call` on :meth:`task_tokens`' output: bottom, towers, the row's
-        own tower."""
+    def score(self, tokens: Dict[str, tf.Tensor], training=None, every_tower: bool = False) -> Dict[str, tf.Tensor]:
+        """The task-dependent part of :meth:`call` on :meth:`task_tokens`' output: bottom, then the row's own
+        tower. A long row carries the label of one task sentence and a served row asks for one, so no other
+        tower runs (1/T of the towers' work; the chained ESMM / AITM towers still compute the towers a row's own
+        depends on) unless ``every_tower`` asks for their ``logits`` [B, T] too."""
         representation, routing = self.bottom(tokens["tokens"], tokens["flow_id"], tokens["use_case_id"],
                                               training=training)
-        logits = self.towers(representation)
         index = self.tower_index(tokens["flow_id"], tokens["use_case_id"])
-        logit = tf.gather(logits, index, batch_dims=1)
-        out = {"logit": logit, "probability": tf.sigmoid(logit), "logits": logits,
-               "flow_id": tokens["flow_id"], "use_case_id": tokens["use_case_id"]}
+        out = {"flow_id": tokens["flow_id"], "use_case_id": tokens["use_case_id"]}
+        if every_tower:
+            out["logits"] = self.towers(representation)
+            logit = tf.gather(out["logits"], index, batch_dims=1)
+        else:
+            logit = self.towers(representation, tower=index)
+        out.update(logit=logit, probability=tf.sigmoid(logit))
         if routing is not None:
             if len(routing.shape) == 3:  # MMoE: the gate of the row's own tower
                 routing = tf.gather(routing, index, batch_dims=1)

@@ -1,7 +1,7 @@
-"""One MLP head per task, all evaluated as batched einsums over stacked weights."""
+"""One MLP head per task as stacked weights: every head as batched einsums, or each row's own head only."""
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import tensorflow as tf
 
@@ -12,9 +12,14 @@ from grec_tf.layers.activations import gelu_exact
 class MultiTaskTowers(tf.keras.layers.Layer):
     """``num_towers`` independent MLPs (hidden ``units``, GELU) ending in one logit each.
 
-    Call: ``x`` [B, H] (one shared representation) or [B, T, H] (one per tower, e.g. MMoE).
-    Returns float32 logits [B, T] of every tower. :meth:`own_logits` computes only each row's own tower (what
-    training needs: a long-format row carries the label of one task).
+    Call: ``x`` [B, H] (one shared representation) or [B, T, H] (one per tower, e.g. MMoE), and optionally
+    ``tower`` [B] int in [0, T), each row's own tower. Returns float32 logits [B, T] of every tower, or with
+    ``tower`` the logits [B] of each row's own tower only (:meth:`_own_logits`, 1/T of the cost): a long-format
+    row carries the label of one task and is scored for one, so training and serving need no other tower.
+
+    Every towers layer of :class:`~grec_tf.models.multi_task_ranker.MultiTaskRanker` takes this ``tower``
+    argument; the chained ones (ESMM, AITM), which need other towers' logits to compute a row's own, take it
+    through :class:`GatheredOwnTower`.
     """
 
     def __init__(self, num_towers: int, units: List[int], **kwargs):
@@ -31,7 +36,9 @@ class MultiTaskTowers(tf.keras.layers.Layer):
             width = out
         super().build(input_shape)
 
-    def call(self, x: tf.Tensor) -> tf.Tensor:
+    def call(self, x: tf.Tensor, tower: Optional[tf.Tensor] = None) -> tf.Tensor:
+        if tower is not None:
+            return self._own_logits(x, tower)
         h = x
         for i, (kernel, bias) in enumerate(zip(self.kernels, self.biases)):
             kernel, bias = tf.cast(kernel, self.compute_dtype), tf.cast(bias, self.compute_dtype)
@@ -41,14 +48,13 @@ class MultiTaskTowers(tf.keras.layers.Layer):
                 h = gelu_exact(h)
         return tf.cast(h[..., 0], tf.float32)
 
-    def own_logits(self, x: tf.Tensor, tower: tf.Tensor) -> tf.Tensor:
+    def _own_logits(self, x: tf.Tensor, tower: tf.Tensor) -> tf.Tensor:
         """float32 logits [B] of each row's own tower only: ``x`` [B, H] or [B, T, H], ``tower`` [B] int in [0, T).
 
         Equal to ``tf.gather(self(x), tower, batch_dims=1)`` at 1/T of its cost: the rows are partitioned by
         tower (``tf.dynamic_partition``), each tower runs once on its rows as plain matmuls, and the logits are
-        stitched back in row order."""
-        if not self.built:
-            self.build(x.shape)
+        stitched back in row order. Reached through ``layer(x, tower=tower)``, so that Keras builds the weights
+        (under the layer's name scope, as the all-towers call does) and casts the inputs first."""
         tower = tf.cast(tf.reshape(tower, [-1]), tf.int32)
         if len(x.shape) == 3:
             x = tf.gather(x, tower, batch_dims=1)
@@ -68,3 +74,19 @@ class MultiTaskTowers(tf.keras.layers.Layer):
 
     def get_config(self) -> Dict:
         return {**super().get_config(), "num_towers": self.num_towers, "units": self.units}
+
+
+class GatheredOwnTower:
+    """Mixin for towers layers that compute a row's own logit from other towers' (chains: ESMM's CTCVR is the
+    product of CTR and CVR, AITM's tower attends over the previous one's): ``tower`` [B] picks each row's
+    own column of the logits [B, T] the layer computes anyway for every tower.
+
+    The subclass implements ``every_tower(x)`` -> float32 logits [B, T] (``x`` [B, H] or [B, T, H]).
+    """
+
+    def call(self, x: tf.Tensor, tower: Optional[tf.Tensor] = None) -> tf.Tensor:
+        logits = self.every_tower(x)
+        return logits if tower is None else tf.gather(logits, tower, batch_dims=1)
+
+    def every_tower(self, x: tf.Tensor) -> tf.Tensor:
+        raise NotImplementedError

@@ -34,7 +34,7 @@ from grec_tf.layers import FeedForwardExperts, SparseMoE
 from grec_tf.layers.routers import FrozenRouteRouter, frozen_routes
 from grec_tf.models.bottoms import SparseMoEBottom
 from grec_tf.models.multi_task_ranker import MultiTaskRanker, task_sentences_per_use_case
-from grec_tf.models.multi_task_towers import MultiTaskTowers
+from grec_tf.models.multi_task_towers import GatheredOwnTower, MultiTaskTowers
 from grec_tf.serving.signatures import save_serving_model
 from grec_tf.serving.versioned_export import export_saved_model
 
@@ -78,7 +78,7 @@ def served_use_cases(config: ExperimentConfig, pairs: Sequence[Tuple[str, str]])
 
 
 @tf.keras.utils.register_keras_serializable(package="grec_tf")
-class KeptTowers(tf.keras.layers.Layer):
+class KeptTowers(GatheredOwnTower, tf.keras.layers.Layer):
     """Some towers of a :class:`MultiTaskTowers`, in the full model's tower numbering.
 
     Args:
@@ -87,7 +87,7 @@ class KeptTowers(tf.keras.layers.Layer):
       num_towers: T, the full model's tower count (the index space of ``tower_index``).
 
     Call: x [B, H] -> logits [B, T] float32: column ``tower_ids[j]`` is kept tower j, the others are NaN
-    (not computed).
+    (not computed); with ``tower`` [B] the logits [B] of each row's own column.
     """
 
     def __init__(self, towers: MultiTaskTowers, tower_ids: Sequence[int], num_towers: int, **kwargs):
@@ -97,7 +97,7 @@ class KeptTowers(tf.keras.layers.Layer):
             raise ValueError(f"KeptTowers: need one id in [0, {self.num_towers}) per kept tower "
                              f"({towers.num_towers}), got tower_ids={self.tower_ids}")
 
-    def call(self, x: tf.Tensor) -> tf.Tensor:
+    def every_tower(self, x: tf.Tensor) -> tf.Tensor:
         kept = self.towers(x)  # [B, T']
         padded = tf.concat([kept, tf.fill([tf.shape(kept)[0], 1], float("nan"))], axis=1)
         columns = [self.tower_ids.index(t) if t in self.tower_ids else len(self.tower_ids)
@@ -127,8 +127,8 @@ class SubModelRanker(MultiTaskRanker):
         """The served task sentences as "FLOW/USE_CASE"."""
         return [f"{flow}/{use_case}" for flow, use_case in self.task_sentences]
 
-    def call(self, features: Dict[str, tf.Tensor], training=None,
-             score_use_cases: Optional[tf.Tensor] = None) -> Dict[str, tf.Tensor]:
+    def call(self, features: Dict[str, tf.Tensor], training=None, score_use_cases: Optional[tf.Tensor] = None,
+             every_tower: bool = False) -> Dict[str, tf.Tensor]:
         flow, use_case = ((features["flow"], features["use_case"]) if score_use_cases is None
                           else task_sentences_per_use_case(features["flow"], score_use_cases))
         flows, use_cases = zip(*self.task_sentences)
@@ -140,7 +140,7 @@ class SubModelRanker(MultiTaskRanker):
                         lambda: self._refuse(flow, use_case, served))
         with tf.control_dependencies([check]):
             features = {**features, "flow": tf.identity(features["flow"])}
-        return super().call(features, training=training, score_use_cases=score_use_cases)
+        return super().call(features, training=training, score_use_cases=score_use_cases, every_tower=every_tower)
 
     def _refuse(self, flow: tf.Tensor, use_case: tf.Tensor, served: tf.Tensor) -> tf.Tensor:
         asked = tf.unique(tf.boolean_mask(tf.strings.join([flow, use_case], separator="/"), ~served)).y

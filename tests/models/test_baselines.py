@@ -96,7 +96,7 @@ def test_product_logit_is_the_product_and_finite_at_extremes():
 def test_esmm_ctcvr_probability_is_ctr_times_cvr(frame, towers):
     config = funnel_config(type="esmm", towers=towers)
     model = build(config, frame)
-    p = tf.sigmoid(model(batch_of(frame.iloc[:64], config))["logits"]).numpy()
+    p = tf.sigmoid(model(batch_of(frame.iloc[:64], config), every_tower=True)["logits"]).numpy()
     groups = [0] if towers == "use_case" else [g * (len(FUNNEL) + 1) for g in range(len(config.data.flows) + 1)]
     for g in groups:  # columns: 0 unknown use case, then CTR, CVR, CTCVR
         np.testing.assert_allclose(p[:, g + 3], p[:, g + 1] * p[:, g + 2], atol=1e-6)

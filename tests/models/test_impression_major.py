@@ -84,7 +84,7 @@ def test_loss_and_every_gradient_equal_with_and_without_the_key(frame, model_typ
 def test_encoders_run_once_per_impression_of_the_batch(frame, monkeypatch):
     config, model = _model(frame)
     batch = _batch(frame, config)
-    expected = model(_without_key(batch), training=False)
+    expected = model(_without_key(batch), training=False, every_tower=True)
     encoded_rows = []
     encode = model.encode
 
@@ -93,7 +93,7 @@ def test_encoders_run_once_per_impression_of_the_batch(frame, monkeypatch):
         return encode(features, training=training)
 
     monkeypatch.setattr(model, "encode", spy)
-    out = model(batch, training=False)
+    out = model(batch, training=False, every_tower=True)
     impressions = len(np.unique(batch[IMPRESSION_KEY].numpy()))
     assert encoded_rows == [impressions] and impressions < len(frame)
     for name in ("logit", "logits", "routing"):

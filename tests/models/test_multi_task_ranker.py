@@ -47,7 +47,7 @@ def _keys_of(model_type, **model):
 def test_outputs_and_task_sentence_routing(frame):
     config, model = _model(frame)
     batch = _batch(frame, config, 64)
-    out = model(batch, training=False)
+    out = model(batch, training=False, every_tower=True)
     assert out["probability"].shape == [64] and out["logits"].shape == [64, len(config.data.use_cases) + 1]
     p = out["probability"].numpy()
     assert np.all((p > 0) & (p < 1))
@@ -119,8 +119,9 @@ def test_mixed_bfloat16(frame):
     try:
         model = _build(config, frame)
         batch = _batch(frame, config, 32)
-        out = model(batch, training=True)
+        out = model(batch, training=True, every_tower=True)
         assert out["logits"].dtype == tf.float32 and out["routing"].dtype == tf.float32
+        assert model(batch, training=True)["logit"].dtype == tf.float32  # each row's own tower only
         assert model.bottom.moe.compute_dtype == "bfloat16"
         with tf.GradientTape() as tape:
             loss = model.compute_loss(batch, training=True) + tf.add_n(model.losses)

@@ -19,7 +19,7 @@ def test_own_logits_equal_the_gathered_logits_of_every_tower_with_the_same_gradi
     for own in (False, True):
         with tf.GradientTape() as tape:
             tape.watch(x)
-            logits = layer.own_logits(x, tower) if own else tf.gather(layer(x), tower, batch_dims=1)
+            logits = layer(x, tower=tower) if own else tf.gather(layer(x), tower, batch_dims=1)
             loss = tf.reduce_sum(logits * tf.range(1.0, rows + 1.0))
         results.append((logits.numpy(), [tf.convert_to_tensor(g).numpy() for g in tape.gradient(loss, layer.trainable_variables + [x])]))
     np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-5, atol=1e-6)
@@ -32,7 +32,7 @@ def test_own_logits_of_an_unused_tower_get_zero_gradient_and_an_empty_batch_work
     layer = MultiTaskTowers(3, [4])
     x = tf.random.normal([6, 5])
     with tf.GradientTape() as tape:
-        loss = tf.reduce_sum(layer.own_logits(x, tf.constant([0, 0, 2, 2, 0, 2])))
+        loss = tf.reduce_sum(layer(x, tower=tf.constant([0, 0, 2, 2, 0, 2])))
     kernel_grad = tape.gradient(loss, layer.kernels[0]).numpy()
     assert np.all(kernel_grad[1] == 0) and np.abs(kernel_grad[0]).sum() > 0
-    assert layer.own_logits(tf.zeros([0, 5]), tf.zeros([0], tf.int32)).shape == (0,)
+    assert layer(tf.zeros([0, 5]), tower=tf.zeros([0], tf.int32)).shape == (0,)

@@ -18,8 +18,10 @@ $(STAMP): setup.py
 demo: $(STAMP)
 	$(BIN)/python -m pipelines.train --config configs/telecom.yaml --out runs/demo
 
+# Two pytest workers (pytest-xdist) for the two cores; --dist loadfile keeps a file's tests on one worker, so a
+# module fixture (a trained model, an export) is built once.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests
 
 clean:
 	rm -rf $(VENV) runs exports

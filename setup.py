@@ -33,7 +33,7 @@ setup(
         "scikit-learn",  # AUC, AP and log loss in grec_tf.metrics
     ],
     extras_require={
-        "test": ["pytest", "nbclient", "nbformat", "ipykernel"],
+        "test": ["pytest", "pytest-xdist", "nbclient", "nbformat", "ipykernel"],
         # peer libraries the throughput benchmark compares against (never needed to train or serve)
         "peers": ["deepctr==0.9.4", "lightgbm"],
     },

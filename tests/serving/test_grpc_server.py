@@ -12,6 +12,8 @@ from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
                                      model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc)
 
+from grec_tf.serving.grpc_server import tensor_to_input
+from grec_tf.serving.request_codec import InputSpec
 from tests.serving.conftest import MODEL
 from tests.serving.toy_model import USE_CASES, make_batch
 
@@ -168,6 +170,46 @@ def test_malformed_tensor_protos_are_invalid_arguments(stubs, case):
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
     assert "input 'price'" in error.details() and needle in error.details(), error.details()
     _assert_still_serving(stub, registry)
+
+
+# (values, dtype, how the proto carries them): the encodings read straight into a tensor and those
+# left to tf.make_ndarray (repeated *_val fields, a short list padded with its last value).
+ENCODINGS = {
+    "float32 tensor_content": (np.arange(6, dtype=np.float32).reshape(2, 3) - 2.5, tf.float32, "tensor_content"),
+    "float64 tensor_content": (np.array([1e300, -0.5, np.nan]), tf.float64, "tensor_content"),
+    "int64 tensor_content": (np.array([[2 ** 40, -7]]), tf.int64, "tensor_content"),
+    "int32 tensor_content": (np.array([3, -4, 5], np.int32), tf.int32, "tensor_content"),
+    "strings 2-d": (np.array([[b"a", b""], [b"\xff\x00", "\u00e9".encode()]], object), tf.string, "string_val"),
+    "a string scalar": (np.array(b"x", object), tf.string, "string_val"),
+    "float_val": (np.array([1.5, -2.0], np.float32), tf.float32, "float_val"),
+    "a short float_val padded": (np.array([4.0, 4.0, 4.0], np.float32), tf.float32, "float_val=[4.0]"),
+    "a short string_val padded": (np.array([b"a", b"b", b"b"], object), tf.string, "string_val=[a, b]"),
+    "int64_val": (np.array([9, -9]), tf.int64, "int64_val"),
+}
+
+
+def _encoded(values: np.ndarray, dtype: tf.DType, how: str) -> tensor_pb2.TensorProto:
+    if how == "tensor_content" or how == "string_val":
+        proto = tf.make_tensor_proto(values, dtype=dtype)
+        assert bool(proto.tensor_content) == (how == "tensor_content")
+        return proto
+    field = how.split("=")[0]
+    sent = {"float_val=[4.0]": [4.0], "string_val=[a, b]": [b"a", b"b"]}.get(how, values.tolist())
+    return _proto(dtype.as_datatype_enum, values.shape, **{field: sent})
+
+
+@pytest.mark.parametrize("case", sorted(ENCODINGS))
+def test_tensor_protos_decode_to_their_values(case):
+    values, dtype, how = ENCODINGS[case]
+    proto = _encoded(values, dtype, how)
+    spec = InputSpec(case, dtype.name, tuple(None for _ in values.shape))
+    decoded = tensor_to_input(proto, spec, 1 << 20)
+    # tf.make_tensor_proto's encodings of a whole array become tensors without a numpy detour.
+    assert isinstance(decoded, tf.Tensor) == (how in ("tensor_content", "string_val"))
+    got = np.asarray(decoded)
+    assert got.shape == values.shape and got.dtype == values.dtype
+    np.testing.assert_array_equal(got, values)
+    np.testing.assert_array_equal(got, tf.make_ndarray(proto))
 
 
 def test_string_input_sent_as_tensor_content_and_garbage_bytes(stubs, both_apis):

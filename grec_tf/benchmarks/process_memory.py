@@ -9,6 +9,7 @@ high-water mark over ``exec``, so a child's ``ru_maxrss`` is at least the RSS of
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -46,14 +47,28 @@ def _rss_bytes(pid: int) -> int:
     return 0
 
 
-def tree_rss_bytes(root: int) -> int:
-    """Summed RSS of ``root`` and all its descendants, now."""
-    children, total, pending = _children_by_parent(), 0, [root]
+def tree_pids(root: int) -> List[int]:
+    """``root`` and all its descendants, now."""
+    children, found, pending = _children_by_parent(), [], [root]
     while pending:
         pid = pending.pop()
-        total += _rss_bytes(pid)
+        found.append(pid)
         pending.extend(children.get(pid, ()))
-    return total
+    return found
+
+
+def tree_rss_bytes(root: int) -> int:
+    """Summed RSS of ``root`` and all its descendants, now."""
+    return sum(_rss_bytes(pid) for pid in tree_pids(root))
+
+
+def available_memory_bytes() -> int:
+    """``MemAvailable`` of ``/proc/meminfo``: what new processes can take without swapping or the OOM killer."""
+    with open("/proc/meminfo", "rb") as handle:
+        for line in handle:
+            if line.startswith(b"MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    raise OSError("/proc/meminfo has no MemAvailable line")
 
 
 @dataclass
@@ -66,29 +81,41 @@ class MeasuredProcess:
     peak_tree_rss_bytes: int
     max_single_rss_bytes: int
     samples: int
+    stopped_at_limit: bool = False
+
+
+def _kill_tree(root: int) -> None:
+    for pid in reversed(tree_pids(root)):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def run_measured(command: Sequence[str], log_path: str, env: Optional[Mapping[str, str]] = None,
-                 cwd: Optional[str] = None, timeout: float = 24 * 3600.0,
-                 interval: float = SAMPLE_SECONDS) -> MeasuredProcess:
+                 cwd: Optional[str] = None, timeout: float = 24 * 3600.0, interval: float = SAMPLE_SECONDS,
+                 rss_limit_bytes: Optional[int] = None) -> MeasuredProcess:
     """Runs ``command`` to its end (stdout and stderr to ``log_path``) while sampling its tree's RSS every
-    ``interval`` seconds; kills it and raises TimeoutError after ``timeout`` seconds."""
+    ``interval`` seconds. A tree whose RSS passes ``rss_limit_bytes`` is killed (``stopped_at_limit``), before the
+    OOM killer of a shared machine picks a victim; after ``timeout`` seconds it is killed and TimeoutError raised."""
     started = time.perf_counter()
     with open(log_path, "ab") as log:
         process = subprocess.Popen(list(command), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
-    peak, samples = 0, 0
+    peak, samples, stopped = 0, 0, False
     while True:
         # wait4 reaps the child ourselves: it is the one call that also gives the child's rusage
         pid, status, usage = os.wait4(process.pid, os.WNOHANG)
         if pid:
             break
-        peak, samples = max(peak, tree_rss_bytes(process.pid)), samples + 1
-        if time.perf_counter() - started > timeout:
-            process.kill()
-            os.wait4(process.pid, 0)
-            process.returncode = -9
-            raise TimeoutError(f"{' '.join(command)}: still running after {timeout:.0f} s (log: {log_path})")
+        rss = tree_rss_bytes(process.pid)
+        peak, samples = max(peak, rss), samples + 1
+        stopped = stopped or bool(rss_limit_bytes and rss > rss_limit_bytes)
+        if stopped or time.perf_counter() - started > timeout:
+            _kill_tree(process.pid)
+            if not stopped:
+                os.wait4(process.pid, 0)
+                raise TimeoutError(f"{' '.join(command)}: still running after {timeout:.0f} s (log: {log_path})")
         time.sleep(interval)
     process.returncode = os.waitstatus_to_exitcode(status)
     return MeasuredProcess(process.returncode, time.perf_counter() - started, peak,
-                           usage.ru_maxrss * 1024, samples)  # Linux gives ru_maxrss in KiB
+                           usage.ru_maxrss * 1024, samples, stopped)  # Linux gives ru_maxrss in KiB

@@ -2,7 +2,7 @@
 
     python -m pipelines.benchmark scale --out benchmarks/results [--option impressions=1000000,4000000] \
         [--option train_impressions=200000] [--option steps=30] [--option rounds=3] [--option quick=1] \
-        [--option work_dir=/big/disk]
+        [--option work_dir=/big/disk] [--option max_rss_gib=16]
 
 1. Preprocessing, on each size of telecom impressions (generated once per size, untimed): the Beam pipeline
    (``pipelines.preprocess``) with one DirectRunner worker (in-process) and with two
@@ -30,10 +30,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from grec_tf.atomic_files import write_report
-from grec_tf.benchmarks.process_memory import run_measured
+from grec_tf.benchmarks.process_memory import available_memory_bytes, run_measured
 from grec_tf.benchmarks.step_timing import machine_description
 from grec_tf.benchmarks.throughput import QUICK_OVERRIDES
 from grec_tf.training.local_cluster import free_ports, start_workers
@@ -49,7 +49,12 @@ TRAIN_OVERRIDES = ["data.shuffle_buffer=100000"]
 QUICK = {"impressions": "2000,8000", "train_impressions": "2000", "steps": "3", "rounds": "2", "warmup": "2"}
 CLUSTER_WORKERS = (1, 2)
 CLUSTER_SECONDS = 1800
+#: a preprocessing job is stopped when its RSS passes this share of the memory available when the benchmark starts
+RSS_LIMIT_SHARE = 0.8
+#: ... but never below this: the smallest jobs need ~1-3 GiB, and other jobs' memory comes and goes
+RSS_LIMIT_FLOOR_GIB = 4
 MIB = 1024 * 1024
+GIB = 1024 * MIB
 
 
 def _tail(path: Path, chars: int = 3000) -> str:
@@ -73,18 +78,22 @@ def _sets(overrides: Sequence[str]) -> List[str]:
     return [part for override in overrides for part in ("--set", override)]
 
 
-def measured_job(job: str, args: Sequence[str], overrides: Sequence[str], work: Path, name: str) -> Dict:
+def measured_job(job: str, args: Sequence[str], overrides: Sequence[str], work: Path, name: str,
+                 rss_limit: Optional[int] = None) -> Dict:
     """Runs one job of :mod:`grec_tf.benchmarks.scale_jobs` in its own process tree, sampling its memory; the
     job's result with ``wall_seconds``, ``peak_tree_rss_mib``, ``max_single_rss_mib`` (``wait4``'s
-    ``ru_maxrss``) and ``rss_samples``."""
+    ``ru_maxrss``) and ``rss_samples``. A job whose processes pass ``rss_limit`` bytes of RSS is stopped: its
+    entry then says so under ``stopped`` and has no result of the job's own."""
     result, log = work / f"{name}.json", work / f"{name}.log"
     measured = run_measured([sys.executable, *JOBS, job, "--result", str(result), *args, *_sets(overrides)],
-                            str(log), env=_env(), cwd=str(ROOT))
+                            str(log), env=_env(), cwd=str(ROOT), rss_limit_bytes=rss_limit)
+    memory = {"wall_seconds": measured.seconds, "peak_tree_rss_mib": measured.peak_tree_rss_bytes / MIB,
+              "max_single_rss_mib": measured.max_single_rss_bytes / MIB, "rss_samples": measured.samples}
+    if measured.stopped_at_limit:
+        return {"stopped": f"killed when its processes' RSS passed the limit of {rss_limit / MIB:,.0f} MiB", **memory}
     if measured.returncode != 0 or not result.exists():
         raise RuntimeError(f"scale job {name} failed (exit {measured.returncode}); end of {log}:\n{_tail(log)}")
-    return {**json.loads(result.read_text()), "wall_seconds": measured.seconds,
-            "peak_tree_rss_mib": measured.peak_tree_rss_bytes / MIB,
-            "max_single_rss_mib": measured.max_single_rss_bytes / MIB, "rss_samples": measured.samples}
+    return {**json.loads(result.read_text()), **memory}
 
 
 def _rates(run: Dict, card: Dict) -> Dict:
@@ -93,8 +102,9 @@ def _rates(run: Dict, card: Dict) -> Dict:
     return {"rows_per_second": rows / run["seconds"], "impressions_per_second": impressions / run["seconds"]}
 
 
-def measure_size(impressions: int, work: Path, overrides: Sequence[str]) -> Dict:
-    """Every preprocessing path on ``impressions`` generated impressions (outputs kept under ``work``)."""
+def measure_size(impressions: int, work: Path, overrides: Sequence[str], rss_limit: int) -> Dict:
+    """Every preprocessing path on ``impressions`` generated impressions (outputs kept under ``work``); a path
+    whose processes pass ``rss_limit`` bytes of RSS is stopped and has no rates."""
     folder = work / f"{impressions}"
     card = generate(impressions, folder / "data", overrides)
     size = list(overrides) + [f"data.rows={impressions}", f"data.path={folder / 'data'}"]
@@ -102,8 +112,8 @@ def measure_size(impressions: int, work: Path, overrides: Sequence[str]) -> Dict
     for name, (job, args) in PATHS.items():
         print(f"== scale: {name}, {impressions:,} impressions", flush=True)
         extra = ["--out", str(folder / name)] if job == "beam" else []
-        run = measured_job(job, [*args, *extra], size, folder, name)
-        paths[name] = {**run, **_rates(run, card)}
+        run = measured_job(job, [*args, *extra], size, folder, name, rss_limit)
+        paths[name] = run if "stopped" in run else {**run, **_rates(run, card)}
     return {"impressions": impressions, "input_rows": sum(card["splits"].values()), "splits": card["splits"],
             "paths": paths}
 
@@ -201,10 +211,12 @@ def _truthy(text: str) -> bool:
 
 MEANING = [
     "- Rates divide the input rows (impressions) of all three splits by the seconds of the work inside the job's "
-    "process (Python start and imports excluded). Peak RSS is the largest sum of the resident memory of the job and "
-    "every process below it, sampled every 0.2 s (a spike shorter than that can be missed); `max single` is "
-    "`ru_maxrss` from `wait4`: exact, but of the largest single process, and at least the RSS of the benchmark's "
-    "own process that started the job (Linux keeps the high-water mark across `exec`).",
+    "process (Python start and imports excluded). CPU seconds: the job's and its waited-for children's, imports "
+    "included; on a loaded machine they say more about the cost than the wall seconds. Peak RSS is the largest "
+    "sum of the resident memory of the job and every process below it, sampled every 0.2 s (a spike shorter than "
+    "that can be missed); `max single` is `ru_maxrss` from `wait4`: exact, but of the largest single process, "
+    "and at least the RSS of the benchmark's own process that started the job (Linux keeps the high-water mark "
+    "across `exec`).",
     "- Beam's DirectRunner runs the pipeline on this machine: with 2 workers they are two Python processes taking "
     "bundles, not a cluster, and each starts its own Python, TensorFlow and Beam (a fixed cost that dominates small "
     "sizes). On 2 cores shared with other jobs a second worker cannot double the speed; the Beam numbers say what "
@@ -227,12 +239,16 @@ MEANING = [
 
 
 def _preprocessing_table(sizes: List[Dict]) -> List[str]:
-    lines = ["| path | impressions | input rows | seconds | rows/s | impressions/s | peak RSS MiB (tree) | "
-             "max single RSS MiB | train shards |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| path | impressions | input rows | seconds | CPU seconds | rows/s | impressions/s | "
+             "peak RSS MiB (tree) | max single RSS MiB | train shards |", "|---|---|---|---|---|---|---|---|---|---|"]
     for size in sizes:
         for name, run in size["paths"].items():
-            lines.append(f"| {name} | {size['impressions']:,} | {size['input_rows']:,} | {run['seconds']:.1f} | "
-                         f"{run['rows_per_second']:,.0f} | {run['impressions_per_second']:,.0f} | "
+            if "stopped" in run:
+                speed = f"{run['stopped']} after {run['wall_seconds']:.0f} s | - | - | - "
+            else:
+                speed = (f"{run['seconds']:.1f} | {sum(run['cpu_seconds'].values()):.1f} | "
+                         f"{run['rows_per_second']:,.0f} | {run['impressions_per_second']:,.0f} ")
+            lines.append(f"| {name} | {size['impressions']:,} | {size['input_rows']:,} | {speed}| "
                          f"{run['peak_tree_rss_mib']:,.0f} | {run['max_single_rss_mib']:,.0f} | "
                          f"{run.get('train_shards', '-')} |")
     return lines
@@ -249,7 +265,8 @@ def markdown(report: Dict) -> str:
              f"{machine['cores']} cores, shared; load average (1/5/15 min) at start "
              f"{[round(v, 2) for v in machine['load_average_at_start']]}, at the end {report['load_average_end']}.",
              "", "## Preprocessing", ""] + _preprocessing_table(sizes)
-    growth = ", ".join(f"{path} x{value:.2f}" for path, value in report["memory_growth"].items())
+    growth = ", ".join(f"{path} x{value:.2f}" + (" or more (stopped at the memory limit)" if any(
+        "stopped" in size["paths"][path] for size in sizes) else "") for path, value in report["memory_growth"].items())
     lines += ["", f"Peak RSS growth from {sizes[0]['impressions']:,} to {sizes[-1]['impressions']:,} impressions: "
               f"{growth}.", "", "## Training examples/s", "",
               f"{training['impressions']:,} impressions ({training['train_rows']:,} training rows), batch "
@@ -280,10 +297,14 @@ def _command(options: Dict[str, str]) -> str:
 
 
 def run(out_dir: str, impressions: str = "1000000,4000000", train_impressions: str = "200000", steps: str = "30",
-        rounds: str = "3", warmup: str = "5", cluster_steps: str = "20", quick: str = "0", work_dir: str = "") -> Dict:
+        rounds: str = "3", warmup: str = "5", cluster_steps: str = "20", quick: str = "0", work_dir: str = "",
+        max_rss_gib: str = "") -> Dict:
     """Measures preprocessing at each size, training from shards vs memory and 1 vs 2 workers; writes
     ``scale.json`` / ``scale.md`` into ``out_dir``. ``quick``: tiny sizes and model (for tests); ``work_dir``:
-    where the data and outputs go (a temporary folder inside it, removed at the end)."""
+    where the data and outputs go (a temporary folder inside it, removed at the end); ``max_rss_gib``: a
+    preprocessing job past this much RSS is stopped (default: RSS_LIMIT_SHARE of the memory available at the
+    start, at least RSS_LIMIT_FLOOR_GIB), so that the pandas path at a size this machine cannot hold is a finding,
+    not an OOM kill of anything."""
     given = dict(impressions=impressions, train_impressions=train_impressions, steps=steps, rounds=rounds,
                  warmup=warmup, cluster_steps=cluster_steps)
     options = {**given, **(QUICK if _truthy(quick) else {})}
@@ -294,9 +315,12 @@ def run(out_dir: str, impressions: str = "1000000,4000000", train_impressions: s
     if len(sizes) < 2:
         raise ValueError(f"option impressions: expected at least two sizes, got {impressions!r}")
     machine = machine_description()
+    rss_limit = int(float(max_rss_gib) * GIB) if max_rss_gib else \
+        max(int(RSS_LIMIT_SHARE * available_memory_bytes()), RSS_LIMIT_FLOOR_GIB * GIB)
+    machine["rss_limit_mib"] = rss_limit / MIB
     with tempfile.TemporaryDirectory(prefix="grec-scale-", dir=work_dir or None) as tmp:
         work = Path(tmp)
-        measured = [measure_size(n, work, overrides) for n in sizes]
+        measured = [measure_size(n, work, overrides, rss_limit) for n in sizes]
         train_size, steps_, rounds_ = int(options["train_impressions"]), int(options["steps"]), int(options["rounds"])
         training = measure_training(train_size, work, overrides, steps_, rounds_, int(options["warmup"]))
         cluster = measure_cluster(train_size, work, overrides, int(options["cluster_steps"]), rounds_)

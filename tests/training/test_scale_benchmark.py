@@ -17,7 +17,8 @@ MIB = 1024 * 1024
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("scale")
-    result = scale.run(str(out), quick="1", work_dir=str(tmp_path_factory.mktemp("work")))
+    # a fixed memory limit: the default follows the memory other jobs leave free, which comes and goes
+    result = scale.run(str(out), quick="1", work_dir=str(tmp_path_factory.mktemp("work")), max_rss_gib="64")
     return out, result
 
 
@@ -35,6 +36,13 @@ def test_the_tree_peak_sums_a_process_and_its_child(tmp_path):
     assert measured.returncode == 0 and measured.samples > 0
     assert measured.peak_tree_rss_bytes >= 300 * MIB
     assert measured.max_single_rss_bytes >= 150 * MIB
+
+
+def test_a_tree_past_the_memory_limit_is_stopped(tmp_path):
+    hold = "b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096]); import time; time.sleep(600)"
+    measured = run_measured([sys.executable, "-c", hold], str(tmp_path / "log"), rss_limit_bytes=100 * MIB)
+    assert measured.stopped_at_limit and measured.returncode == -9
+    assert measured.peak_tree_rss_bytes > 100 * MIB
 
 
 def test_a_failing_command_reports_its_exit_code(tmp_path):
@@ -64,6 +72,7 @@ def test_preprocessing_numbers_are_finite_positive_and_consistent(report):
                 assert _positive(run[key]), (size["impressions"], name, key)
             # every path read every row of every split (no bad rows in generated data)
             assert run["rows"] == size["splits"], name
+            assert _positive(run["cpu_seconds"]["self"]) and run["cpu_seconds"]["children"] >= 0, name
             assert run["rows_per_second"] == pytest.approx(size["input_rows"] / run["seconds"])
             assert run["impressions_per_second"] < run["rows_per_second"]  # ~3 long rows an impression
 
@@ -101,3 +110,16 @@ def test_targets_are_computed_from_the_measured_values(report):
     ratio = statistics.median(t / m for t, m in zip(result["training"]["samples"]["tfrecord"],
                                                     result["training"]["samples"]["memory"]))
     assert streaming["value"] == pytest.approx(ratio) and streaming["pass"] == (ratio >= scale.STREAMING_LIMIT)
+
+
+def test_a_path_stopped_at_the_memory_limit_is_reported_as_such(report):
+    """The pandas path at a size the machine cannot hold: its row says where it stopped, its growth is a floor."""
+    _, result = report
+    stopped = json.loads(json.dumps(result))
+    large = stopped["preprocessing"][-1]["paths"]
+    large["pandas"] = {"stopped": "killed when its processes' RSS passed the limit of 9 MiB",
+                       **{k: large["pandas"][k] for k in ("wall_seconds", "peak_tree_rss_mib", "max_single_rss_mib",
+                                                          "rss_samples")}}
+    markdown = scale.markdown(stopped)
+    assert "| pandas | 8,000 | " in markdown and "passed the limit of 9 MiB after" in markdown
+    assert "or more (stopped at the memory limit)" in markdown

@@ -27,7 +27,7 @@ from grec_tf.data.feature_arrays import IMPRESSION_KEY, frame_to_arrays
 from grec_tf.data.feature_statistics import FeatureStatistics, compute_feature_statistics
 from grec_tf.data.input_specs import placeholder_batch
 from grec_tf.data.sources import LoadedData, load_data
-from grec_tf.data.tfrecord_source import evaluation_frame, read_statistics, tfrecord_dataset
+from grec_tf.data.tfrecord_source import evaluation_frame, read_statistics, shard_files, tfrecord_dataset
 from grec_tf.models.factory import build_ranker, validate_model_config
 from grec_tf.models.multi_task_ranker import MultiTaskRanker
 from grec_tf.serving.signatures import export_model
@@ -157,9 +157,8 @@ class Experiment:
             run_folder.save_config(self.config, write_dir, applied_config(self.config, self.split_mode))
             run_folder.save_statistics(statistics, write_dir)
             model = self.build_model(strategy)
-            source = self.config.data.source
-            result = fit(model, distribution.shard_policy(self.dataset("train", shuffle=True), source),
-                         distribution.shard_policy(self.dataset("valid"), source), out_dir, self.config.train,
+            result = fit(model, self._sharded(self.dataset("train", shuffle=True), "train"),
+                         self._sharded(self.dataset("valid"), "valid"), out_dir, self.config.train,
                          callbacks, verbose, write_dir=write_dir)
             report = self.evaluate(model)
             report["model"] = {**self.model_summary(), "params": count_params(model)}
@@ -168,6 +167,12 @@ class Experiment:
             write_json_atomic(os.path.join(write_dir, "metrics.json"), report)
         return TrainingRun(model=model, statistics=self.statistics, metrics=report, history=result.history,
                            chief=distribution.is_chief(strategy))
+
+    def _sharded(self, dataset: tf.data.Dataset, split: str) -> tf.data.Dataset:
+        """``dataset`` of ``split`` with its auto-shard policy: by file for shards, unless a split has fewer shard
+        files than the cluster has workers (a small split is often one file)."""
+        files = len(shard_files(self.config, split)) if self.streams else None
+        return distribution.shard_policy(dataset, self.config.data.source, files)
 
     @property
     def split_mode(self) -> Optional[str]:

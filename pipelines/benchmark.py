@@ -19,6 +19,7 @@ BENCHMARKS = {
     "scaling": "grec_tf.benchmarks.scaling:run",
     "serving": "grec_tf.benchmarks.serving:run",
     "tasks": "grec_tf.benchmarks.tasks:run",
+    "scale": "grec_tf.benchmarks.scale:run",
     "throughput": "grec_tf.benchmarks.throughput:run",
 }
 DEFAULT_OUT = "benchmarks/results"

@@ -91,12 +91,17 @@ def check_global_batch(batch_size: int, strategy: tf.distribute.Strategy) -> Non
                           f"multiple of {replicas}")
 
 
-def shard_policy(dataset: tf.data.Dataset, source: str) -> tf.data.Dataset:
+def shard_policy(dataset: tf.data.Dataset, source: str, files: Optional[int] = None) -> tf.data.Dataset:
     """``dataset`` with the auto-shard policy of its source: FILE for :data:`FILE_SOURCES`, DATA otherwise
-    (an in-memory dataset has no files to split, and AUTO would fall back to DATA with a warning)."""
+    (an in-memory dataset has no files to split, and AUTO would fall back to DATA with a warning).
+
+    ``files``: how many files the dataset reads, when known. Fewer files than the cluster has tasks (``TF_CONFIG``)
+    cannot be split by FILE (tf.data fails at the first batch), so such a dataset is sharded by DATA: every worker
+    reads all files and keeps its replicas' slices."""
     options = tf.data.Options()
     policy = tf.data.experimental.AutoShardPolicy
-    options.experimental_distribute.auto_shard_policy = policy.FILE if source in FILE_SOURCES else policy.DATA
+    by_file = source in FILE_SOURCES and (files is None or files >= cluster_tasks())
+    options.experimental_distribute.auto_shard_policy = policy.FILE if by_file else policy.DATA
     return dataset.with_options(options)
 
 

@@ -15,9 +15,7 @@ one-worker run with it; every other part of the loss splits exactly over replica
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -35,6 +33,7 @@ from grec_tf.data.feature_arrays import frame_to_arrays
 from grec_tf.errors import ConfigError
 from grec_tf.experiment import Experiment
 from grec_tf.training import distribution
+from grec_tf.training.local_cluster import free_ports, start_workers, worker_tf_config
 from pipelines import train as train_cli
 from tests.tiny_experiment import tiny_config, tiny_frame
 from tests.training.multi_worker_script import seeded_train
@@ -78,32 +77,11 @@ def reference(tiny, tmp_path_factory) -> Dict[str, str]:
 
 
 # ---- a local cluster ------------------------------------------------------------------------------------------
-def free_ports(count: int) -> List[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 def start_cluster(command: Sequence[str], ports: Sequence[int], logs: Path,
                   extra_args: Optional[Dict[int, Sequence[str]]] = None) -> List[subprocess.Popen]:
-    """One process per port running ``command`` (+ ``extra_args`` of its index), each with its TF_CONFIG, its
-    own TMPDIR and log files under ``logs``."""
-    workers = [f"127.0.0.1:{port}" for port in ports]
-    processes = []
-    for index in range(len(ports)):
-        tmp = logs / f"tmp{index}"
-        tmp.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp),
-               "TF_CONFIG": json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})}
-        with open(logs / f"worker{index}.out", "ab") as out, open(logs / f"worker{index}.err", "ab") as err:
-            processes.append(subprocess.Popen([sys.executable, *command, *(extra_args or {}).get(index, ())], cwd=ROOT,
-                                              env=env, stdout=out, stderr=err))
-    return processes
+    """One process per port running ``command`` (+ ``extra_args`` of its index) from the repository root, each
+    with its TF_CONFIG, its own TMPDIR and log files under ``logs``."""
+    return start_workers(command, ports, logs, ROOT, extra_args)
 
 
 def kill(processes: Sequence[subprocess.Popen]) -> None:
@@ -262,3 +240,18 @@ def test_auto_reads_the_cluster_from_tf_config():
     assert distribution.resolve_distribution("mirrored", {"TF_CONFIG": two}) == "mirrored"
     with pytest.raises(ConfigError, match="TF_CONFIG: expected a JSON object"):
         distribution.resolve_distribution("auto", {"TF_CONFIG": "{worker: a:1}"})
+
+
+def test_shards_split_by_file_only_when_every_worker_gets_one(monkeypatch):
+    """tf.data fails at the first batch when FILE sharding has fewer files than workers (a small split is often
+    one shard file): such a split is sharded by DATA instead."""
+    monkeypatch.setenv("TF_CONFIG", worker_tf_config([1, 2], 0))
+    data = tf.data.Dataset.range(4)
+
+    def policy(source, files=None):
+        return distribution.shard_policy(data, source, files).options().experimental_distribute.auto_shard_policy
+
+    shard = tf.data.experimental.AutoShardPolicy
+    assert policy("tfrecord") == policy("tfrecord", 2) == policy("tfrecord", 3) == shard.FILE
+    assert policy("tfrecord", 1) == shard.DATA
+    assert policy("parquet") == policy("parquet", 5) == shard.DATA

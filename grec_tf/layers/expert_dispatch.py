@@ -21,7 +21,6 @@ tokens, E = 8, k = 4, F = 128, 6 route ids) a GRec training step took 0.75-0.9x 
 (:func:`gather_with_dense_gradient`). With more possible routes than experts (telecom: 4 x 5 route ids, E = 8) the
 rows take their route's experts and are dispatched by expert, which keeps the traced step at E pairs of expert
 matmuls whatever the number of task sentences.
-
 """
 from typing import Callable, Optional, Tuple
 

@@ -12,13 +12,15 @@ import tensorflow as tf
 
 @tf.custom_gradient
 def _gelu_with_written_gradient(x: tf.Tensor):
-    tail = tf.math.erfc(-x * tf.cast(0.7071067811865476, x.dtype))  # 2 * Phi(x)
+    # Phi(x) = erfc(-x / sqrt(2)) / 2; x * -c is -x * c exactly (one op fewer), and x * (Phi(x)) is Keras's
+    # 0.5 * x * erfc(...) exactly (halving is exact), so the forward stays bit for bit while the gradient reuses Phi
+    cdf = 0.5 * tf.math.erfc(x * tf.cast(-0.7071067811865476, x.dtype))
 
     def grad(dy: tf.Tensor) -> tf.Tensor:
-        density = tf.exp(-0.5 * tf.square(x)) * tf.cast(0.3989422804014327, x.dtype)  # phi(x)
-        return dy * (0.5 * tail + x * density)
+        density = tf.exp(tf.square(x) * tf.cast(-0.5, x.dtype)) * tf.cast(0.3989422804014327, x.dtype)  # phi(x)
+        return dy * (cdf + x * density)
 
-    return 0.5 * x * tail, grad
+    return x * cdf, grad
 
 
 @tf.keras.utils.register_keras_serializable(package="grec_tf")

@@ -66,11 +66,11 @@ class FeedForwardExperts(tf.keras.layers.Layer):
                                   num_experts=self.num_experts, capacity=capacity)
 
     def by_route(self, rows: tf.Tensor, route_index: tf.Tensor, route_experts: tf.Tensor,
-                 route_gates: tf.Tensor) -> tf.Tensor:
-        """Each row's route's experts on it (rows [B, S, D], route_index [B], route_experts/gates [R, k])
-        -> [B, S, D]. See :func:`~grec_tf.layers.expert_dispatch.dispatch_by_route`."""
+                 route_gates: tf.Tensor, num_routes: int) -> tf.Tensor:
+        """Each row's route's experts on it (rows [B, S, D], route_index [B], route_experts/gates [R, k], R at most
+        the static ``num_routes``) -> [B, S, D]. See :func:`~grec_tf.layers.expert_dispatch.dispatch_by_route`."""
         return dispatch_by_route(rows, route_index, route_experts, route_gates, *self.weights_as(rows.dtype),
-                                 activation=self.activation_fn, num_experts=self.num_experts)
+                                 activation=self.activation_fn, num_routes=num_routes)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "num_experts": self.num_experts, "hidden_dim": self.hidden_dim,

@@ -14,9 +14,9 @@ Two dispatch strategies, chosen by the router's ``routes_by_task``:
     are served before any second choice); a unit whose every assignment was dropped comes out equal to its
     input (residual).
   * per route (task / task-sentence routing: the route is a property of the task id): the gate is computed
-    once per distinct task id in the batch (``tf.unique``), each row takes its route's k experts and gates, and
-    the rows are dispatched by expert as above (each expert runs once on every row that chose it). Capacity
-    does not apply.
+    once per distinct task id in the batch (``tf.unique``); with at most E route ids each route's k experts run once
+    on its rows, fused into one k F wide expert, with more the rows are dispatched by expert as above (see
+    :mod:`~grec_tf.layers.expert_dispatch`). Capacity does not apply.
 
 The router owns its auxiliary losses (load balance, z-loss; over routing decisions, one per token for token
 routing and one per example otherwise: a route's decision counts once per row it serves) and its jitter.
@@ -122,7 +122,7 @@ class SparseMoE(tf.keras.layers.Layer):
         counts = tf.math.unsorted_segment_sum(tf.ones_like(route_index, tf.float32), route_index,
                                               tf.shape(routes)[0])
         gates, experts = self.router(self.router.route_gate_input(routes), counts, training=training)  # [R, k]
-        y = self.experts.by_route(x, route_index, experts, gates)
+        y = self.experts.by_route(x, route_index, experts, gates, self.router.num_routes)
         route_dispatch = tf.reduce_sum(tf.one_hot(experts, self.num_experts, dtype=tf.float32), axis=1)
         return y, tf.gather(route_dispatch, route_index)
 

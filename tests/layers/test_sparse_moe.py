@@ -312,3 +312,82 @@ def test_each_expert_is_one_pair_of_matmuls_whatever_the_number_of_routes(routin
                    for op in graph.get_operations())
 
     assert expert_matmuls(FLOWS, USE_CASES) == expert_matmuls(3 * FLOWS, 2 * USE_CASES) == 2 * E
+
+
+TASK_ROUTINGS = tuple(name for name in ROUTINGS if ROUTERS[name].routes_by_task)
+FEW_FLOWS, FEW_USE_CASES = 2, 3  # 6 possible routes <= E: task routings run each route's experts fused
+
+
+def _few_routes_layer(routing, top_k):
+    tf.random.set_seed(1)
+    router = make_router(routing, num_experts=E, top_k=top_k, num_flows=FEW_FLOWS, num_use_cases=FEW_USE_CASES,
+                         load_balance_weight=0.0, z_loss_weight=0.0)
+    return SparseMoE(FeedForwardExperts(E, F), router)
+
+
+def _few_routes_inputs(one_route=False):
+    x, flow, use_case = _inputs(seed=3)
+    if one_route:  # R = 1: every partition but the first is empty
+        return x, tf.ones_like(flow), tf.ones_like(use_case)
+    return x, flow % FEW_FLOWS, use_case % FEW_USE_CASES
+
+
+@pytest.mark.parametrize("routing", TASK_ROUTINGS)
+@pytest.mark.parametrize("top_k", [1, 2, 4])
+@pytest.mark.parametrize("one_route", [False, True])
+def test_few_routes_fused_equal_dense_reference_with_dense_gradients(routing, top_k, one_route):
+    """With at most E possible routes each route's k experts run as one fused expert: outputs and gradients equal
+    the all-experts reference, and every expert weight's gradient is dense (Adam must not see per-route slices)."""
+    x, flow, use_case = _few_routes_inputs(one_route)
+    layer = _few_routes_layer(routing, top_k)
+    layer(x, flow, use_case)
+    assert layer.router.num_routes <= E
+    expected = dense_moe_reference(layer, x, flow, use_case)
+    graph_fn = tf.function(lambda a, b, c: layer(a, b, c), input_signature=[
+        tf.TensorSpec([None, None, D]), tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.int32)])
+    for fn in (layer, graph_fn):
+        np.testing.assert_allclose(fn(x, flow, use_case).numpy(), expected.numpy(), atol=1e-5, rtol=1e-5)
+    target = tf.constant(np.random.default_rng(5).standard_normal((B, S, D)), tf.float32)
+
+    def grads(fn):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(fn() * target)
+        return tape.gradient(loss, layer.trainable_variables)
+
+    fused, dense = grads(lambda: layer(x, flow, use_case)), grads(lambda: dense_moe_reference(layer, x, flow, use_case))
+    for variable, g_fused, g_dense in zip(layer.trainable_variables, fused, dense):
+        if "experts" in variable.name:
+            assert isinstance(g_fused, tf.Tensor), f"{variable.name}: {type(g_fused).__name__} gradient"
+        np.testing.assert_allclose(tf.convert_to_tensor(g_fused).numpy(), tf.convert_to_tensor(g_dense).numpy(),
+                                   atol=1e-4, rtol=1e-4, err_msg=variable.name)
+    assert np.abs(tf.convert_to_tensor(fused[0]).numpy()).sum() > 0
+
+
+@pytest.mark.parametrize("routing", TASK_ROUTINGS)
+def test_few_routes_run_one_pair_of_fused_matmuls_per_route(routing):
+    """With at most E possible routes the traced forward holds 2 matmuls per route, each over the route's k experts
+    side by side ([D, k F] and [k F, D]), and no segment sum of expert outputs (only the route counts' [B] one)."""
+    x, flow, use_case = _few_routes_inputs()
+    top_k = 2
+    layer = _few_routes_layer(routing, top_k)
+    graph = tf.function(lambda a, b, c: layer(a, b, c)).get_concrete_function(x, flow, use_case).graph
+    fused = sum(op.type == "MatMul" and tuple(op.inputs[1].shape) in ((D, top_k * F), (top_k * F, D))
+                for op in graph.get_operations())
+    assert fused == 2 * FEW_FLOWS * FEW_USE_CASES
+    assert not any(op.type == "UnsortedSegmentSum" and op.inputs[0].shape.rank != 1 for op in graph.get_operations())
+
+
+@pytest.mark.parametrize("routing", TASK_ROUTINGS)
+def test_few_routes_fused_in_mixed_bfloat16(routing, mixed_bfloat16):
+    x, flow, use_case = _few_routes_inputs()
+    layer = _few_routes_layer(routing, 2)
+    y = layer(x, flow, use_case)
+    assert y.dtype == tf.bfloat16 and layer.experts.kernel_in.dtype == tf.float32
+    expected = dense_moe_reference(layer, tf.cast(x, tf.bfloat16), flow, use_case)
+    np.testing.assert_allclose(tf.cast(y, tf.float32).numpy(), tf.cast(expected, tf.float32).numpy(),
+                               atol=0.1, rtol=0.05)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.cast(layer(x, flow, use_case, training=True), tf.float32))
+    grads = tape.gradient(loss, layer.experts.trainable_variables)
+    assert all(isinstance(g, tf.Tensor) and g.dtype == tf.float32 for g in grads)
+    assert all(np.abs(g.numpy()).sum() > 0 for g in grads)

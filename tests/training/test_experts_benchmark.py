@@ -52,7 +52,9 @@ def test_quick_telecom_grid_and_targets(telecom):
     check_report(out, report, "experts_telecom", ["CTR", "CTCVR", "ATC", "CVR"], [(1, 1), (1, 2), (2, 2)])
     assert report["options"]["top_k"] == [1, 2] and report["options"]["experts"] == [1, 2]
     assert report["notes"] == ["top-k 2 with E = 1 skipped: top-k cannot exceed the experts"]
-    assert "top-k 2 with E = 1 skipped" in (out / "experts_telecom.md").read_text()
+    markdown = (out / "experts_telecom.md").read_text()
+    assert "top-k 2 with E = 1 skipped" in markdown
+    assert "by its sign only" in markdown  # one seed: no standard error, and the verdict says so
     # the growth ratio is read from the same rounds' samples, and FLOPs growth from the FLOPs
     summary, growth = report["summary"], report["step_growth"]
     assert set(growth) == {"k1_E2/k1_E1"} and growth["k1_E2/k1_E1"] > 0

@@ -12,6 +12,7 @@ import sys
 import grec_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 
 BENCHMARKS = {
+    "experts": "grec_tf.benchmarks.experts:run",
     "input_pipeline": "grec_tf.benchmarks.input_pipeline:run",
     "layers": "grec_tf.benchmarks.layers:run",
     "quality": "grec_tf.benchmarks.quality:run",

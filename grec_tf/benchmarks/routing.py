@@ -25,11 +25,11 @@ import numpy as np
 import tensorflow as tf
 
 from grec_tf.atomic_files import save_figure_atomic, write_report
+from grec_tf.benchmarks.forward_flops import FLOPS_BATCH, model_flops
 from grec_tf.benchmarks.quality import base_config_of, variant_config
 from grec_tf.benchmarks.seed_comparison import compare, format_statistics, seed_statistics
 from grec_tf.data.sources import load_splits
 from grec_tf.experiment import Experiment
-from grec_tf.profiling import count_flops_by_scope
 from grec_tf.training.evaluation import predict_probabilities
 
 #: variant -> config overrides (the paper's Table 1: 8 experts, top-4, capacity 2 where it applies)
@@ -51,26 +51,6 @@ PAPER = {
     "task": {"ap": {}, "routing_flops": 1.0e6},
     "task_sentence": {"ap": {"CTR": 64.51, "CTCVR": 80.71, "ATC": 56.85, "CVR": 84.94}, "routing_flops": 2.1e6},
 }
-FLOPS_BATCH = 256
-
-
-def model_flops(model: tf.keras.Model, batch: Dict[str, tf.Tensor]) -> Dict[str, float]:
-    """Forward FLOPs per example of ``model``'s bottom and towers on ``batch`` (a dict of [B, ...] inputs):
-    ``total`` and ``routing`` (ops whose name contains ``_router``; zero for models without a router).
-
-    The encoders are left out: they are the same for every variant, and their string lookup tables cannot be
-    frozen into the graph the profiler prices. The token stack is computed first, eagerly."""
-    tokens = model.tokens(batch, training=False)
-
-    @tf.function
-    def forward(stack, flow_id, use_case_id):
-        representation, _ = model.bottom(stack, flow_id, use_case_id, training=False)
-        return model.towers(representation)
-
-    rows = int(tokens["tokens"].shape[0])
-    counts = count_flops_by_scope(forward, tokens["tokens"], tokens["flow_id"], tokens["use_case_id"],
-                                  scopes=("_router",))
-    return {"total": counts["total"] / rows, "routing": counts["_router"] / rows}
 
 
 def inference_rate(model: tf.keras.Model, dataset: tf.data.Dataset, rows: int) -> float:

@@ -33,6 +33,7 @@ import tensorflow as tf
 
 from grec_tf.atomic_files import write_report
 from grec_tf.benchmarks.step_timing import machine_description, precision_policy, time_interleaved
+from grec_tf.benchmarks.step_timing import round_ratio as same_round_ratio
 from grec_tf.config import ModelConfig
 from grec_tf.models.factory import build_bottom
 from grec_tf.models.multi_task_towers import MultiTaskTowers
@@ -120,8 +121,8 @@ def _run(rounds: int, sizes: dict, sweeps: Dict[str, List[Tuple[int, int]]], pol
     medians, samples = time_interleaved(steps, args, rounds)
     elapsed = time.time() - started
 
-    def round_ratio(a: str, b: str) -> float:  # median over rounds of the same-round ratio
-        return round(statistics.median(x / y for x, y in zip(samples[a], samples[b])), 3)
+    def round_ratio(a: str, b: str) -> float:
+        return same_round_ratio(samples, a, b)
 
     results: Dict[str, dict] = {}
     for name, sweep in sweeps.items():

@@ -27,6 +27,12 @@ def time_interleaved(steps: Dict[str, Callable], args: Dict[str, tuple], rounds:
     return {name: statistics.median(values) for name, values in samples.items()}, samples
 
 
+def round_ratio(samples: Dict[str, List[float]], a: str, b: str) -> float:
+    """Median over rounds of step ``a``'s time over step ``b``'s in the same round (``samples`` from
+    :func:`time_interleaved`): load that hits one round hits both sides of its ratio."""
+    return round(statistics.median(x / y for x, y in zip(samples[a], samples[b])), 3)
+
+
 def machine_description() -> dict:
     """CPU model, cores, Python and TensorFlow versions, and the load average when the benchmark starts."""
     cpu = platform.processor()

@@ -34,7 +34,8 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
-from grec_tf.atomic_files import save_figure_atomic, write_report
+from grec_tf.atomic_files import write_report
+from grec_tf.benchmarks.line_plots import save_log2_panels
 from grec_tf.benchmarks.scaling import split_task_sentences
 from grec_tf.benchmarks.step_timing import machine_description
 from grec_tf.config import MODEL_TYPES, ExperimentConfig, apply_overrides, load_config, parse_config
@@ -278,19 +279,12 @@ def plot(report: dict, path: str) -> None:
                                            ("train_ms_per_step", "train ms / step"),
                                            ("infer_ms_per_1k_rows", "inference ms / 1k rows"))
     figure, axes = plt.subplots(1, len(panels), figsize=(13, 3.8))
-    for axis, (key, title) in zip(axes, panels):
+    for axis, (key, _) in zip(axes, panels):
         for name, by_t in report["models"].items():
             ts = [t for t in report["task_sentences"] if str(t) in by_t]
             axis.plot(ts, [by_t[str(t)][key] if by_t[str(t)][key] is not None else np.nan for t in ts],
                       marker="o", label=name)
-        axis.set_xscale("log", base=2)
-        axis.set_xticks(report["task_sentences"], [str(t) for t in report["task_sentences"]])
-        axis.set_xlabel("task sentences T")
-        axis.set_title(title)
-        axis.grid(alpha=0.3)
-    axes[0].legend()
-    figure.tight_layout()
-    save_figure_atomic(figure, path)
+    save_log2_panels(figure, axes, [title for _, title in panels], report["task_sentences"], "task sentences T", path)
 
 
 __all__ = ["run", "task_config", "train_point", "growth", "tasks_targets", "render_markdown", "plot"]

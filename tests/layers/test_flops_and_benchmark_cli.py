@@ -75,7 +75,7 @@ def test_benchmark_cli_unknown_name_lists_names(capsys):
         benchmark.main(["no_such_benchmark"])
     err = capsys.readouterr().err
     assert "unknown benchmark 'no_such_benchmark'" in err and "layers" in err
-    with pytest.raises(ValueError, match="available: input_pipeline, layers, quality"):
+    with pytest.raises(ValueError, match="available: experts, input_pipeline, layers, quality, routing, scale, scaling, serving, tasks, throughput$"):
         benchmark.resolve("nope")
     assert callable(benchmark.resolve("layers"))
 

@@ -186,11 +186,11 @@ def measure_cluster(impressions: int, work: Path, overrides: Sequence[str], step
 
 def targets(sizes: List[Dict], training: Dict) -> Dict[str, Dict]:
     """The issue's targets, computed from the measured values."""
-    small, large = sizes[0], sizes[-1]
-    factor = large["impressions"] / small["impressions"]
+    factor = sizes[-1]["impressions"] / sizes[0]["impressions"]
+    growths = memory_growth(sizes)
     out = {}
     for path, label in (("beam_1_worker", "1 worker"), ("beam_2_workers", "2 workers")):
-        growth = large["paths"][path]["peak_tree_rss_mib"] / small["paths"][path]["peak_tree_rss_mib"]
+        growth = growths[path]
         out[f"Beam ({label}) peak RSS at {factor:g}x the impressions <= {FLAT_LIMIT}x"] = {
             "value": growth, "limit": FLAT_LIMIT, "pass": bool(growth <= FLAT_LIMIT)}
     ratio = training["tfrecord_over_memory"]

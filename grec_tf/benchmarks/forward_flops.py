@@ -17,13 +17,14 @@ def model_flops(model: tf.keras.Model, batch: Dict[str, tf.Tensor]) -> Dict[str,
     ``total`` and ``routing`` (ops whose name contains ``_router``; zero for models without a router).
 
     The encoders are left out: they are the same for every variant, and their string lookup tables cannot be
-    frozen into the graph the profiler prices. The token stack is computed first, eagerly."""
+    frozen into the graph the profiler prices. The token stack is computed first, eagerly. The towers are priced as
+    the model runs them: each row's own tower only (all of them for the chained ESMM / AITM towers)."""
     tokens = model.tokens(batch, training=False)
 
     @tf.function
     def forward(stack, flow_id, use_case_id):
         representation, _ = model.bottom(stack, flow_id, use_case_id, training=False)
-        return model.towers(representation)
+        return model.towers(representation, tower=model.tower_index(flow_id, use_case_id))
 
     rows = int(tokens["tokens"].shape[0])
     counts = count_flops_by_scope(forward, tokens["tokens"], tokens["flow_id"], tokens["use_case_id"],

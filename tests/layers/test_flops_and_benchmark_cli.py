@@ -112,3 +112,29 @@ def test_batch_matmul_gradients_priced_with_adjoint():
 
     forward = 2 * 3 * 40 * 16 * 8
     assert count_flops(forward_backward, tf.TensorSpec([3, 40, 16])) == 2 * forward
+
+
+def test_model_flops_price_each_row_s_own_tower_as_the_model_runs_it():
+    """GRec with one tower per task sentence instead of per use case: more towers, the same work per row (the model
+    runs each row's own tower only), so the priced FLOPs per example differ only by the tower index arithmetic (a
+    multiply and an add per row); pricing every tower would add (T' - T) towers' FLOPs per example."""
+    from grec_tf.benchmarks.forward_flops import model_flops
+    from grec_tf.data.dataset import as_tensors
+    from grec_tf.data.feature_arrays import frame_to_arrays
+    from grec_tf.data.feature_statistics import compute_feature_statistics
+    from grec_tf.experiment import Experiment
+    from tests.tiny_experiment import tiny_config, tiny_frame
+
+    frame = tiny_frame(64, seed=2)
+    flops, towers = {}, {}
+    for key in ("use_case", "task_sentence"):
+        config = tiny_config(type="grec", towers=key)
+        model = Experiment(config, statistics=compute_feature_statistics(frame, config)).build_model()
+        flops[key] = model_flops(model, as_tensors(frame_to_arrays(frame, config, with_labels=False)))["total"]
+        towers[key] = model.towers
+    widths = [config.model.d_model, *config.model.tower_units, 1]  # GRec's representation [B, D] -> towers -> logit
+    one_tower = 2 * sum(a * b for a, b in zip(widths, widths[1:]))  # multiply-adds of one tower per row
+    assert towers["task_sentence"].num_towers > towers["use_case"].num_towers
+    assert flops["use_case"] > 0
+    assert abs(flops["task_sentence"] - flops["use_case"]) <= 2
+    assert (towers["task_sentence"].num_towers - towers["use_case"].num_towers) * one_tower > 100 * 2

@@ -96,6 +96,9 @@ class _Crash(tf.keras.callbacks.Callback):
 
 def test_resume_after_crash_matches_uninterrupted(tmp_path):
     config, _ = _experiment(tmp_path)
+    # Seeded: both processes start from the same weights and data order, so the comparison is deterministic.
+    # Unseeded, the two runs started from different weights and on 384 test rows differed by 0.08 AUC in one CI run.
+    config.train.seed = 0
     config.train.epochs = 3
     config.train.checkpoint_every = 5
     config.train.early_stopping_patience = 10

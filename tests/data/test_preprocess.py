@@ -13,6 +13,7 @@ from grec_tf.data.feature_statistics import compute_feature_statistics
 from grec_tf.errors import DataError
 from grec_tf.preprocessing.pipeline import run_preprocessing
 from tests.data.conftest import BAD_ROWS, beam_config, write_split_tables, write_tables_with_bad_rows
+from tests.tiny_experiment import tiny_impression_frame
 
 
 def test_two_worker_run_gives_the_pandas_statistics(preprocessed):
@@ -100,3 +101,34 @@ def test_csv_chunks_know_their_file_rows_and_errors_name_them(tmp_path):
         check_chunk(chunks[1], config, keep_going=False)
     kept = check_chunk(chunks[1], config, keep_going=True)
     assert len(kept.frame) == 3 and [letter["row"] for letter in kept.dead_letters] == [6]
+
+
+def test_impression_keys_are_exact_across_chunks_readers_and_files(tmp_path):
+    """A CSV read in chunks of 4 and a Parquet file of row groups of 5 read in chunks of 4, as files 0 and 1:
+    each row's key is its file index << 40 plus the file row of its impression's first row in its chunk."""
+    from grec_tf.config import parse_config
+    from grec_tf.data.feature_arrays import IMPRESSION_KEY
+    from grec_tf.preprocessing.examples import FILE_ROW_BITS, example_columns, shard_impression_keys
+    from grec_tf.preprocessing.long_tables import read_unit, work_units
+    from grec_tf.preprocessing.row_checks import check_chunk
+
+    frame = tiny_impression_frame(12, seed=2)[["flow", "use_case", "label", "customer_id", "plan", "tenure",
+                                               "impression"]]
+    frame.to_csv(tmp_path / "a.csv", index=False)
+    frame.to_parquet(tmp_path / "b.parquet", row_group_size=5)
+    config = parse_config({"data": {"source": "csv", "flows": ["AAL", "EUP"], "use_cases": ["CTR", "CVR"]},
+                           "features": [{"name": "plan", "kind": "categorical"},
+                                        {"name": "tenure", "kind": "numerical"}]})
+    keys = {}
+    for index, name in enumerate(["a.csv", "b.parquet"]):
+        for unit in work_units(str(tmp_path / name), index):
+            for chunk in read_unit(unit, chunk_rows=4):
+                checked = check_chunk(chunk, config, keep_going=False)
+                got = shard_impression_keys(example_columns(checked.frame, config, False)[IMPRESSION_KEY],
+                                            checked.file_rows, chunk.file_index, chunk.file)
+                impression = chunk.frame["impression"].to_numpy()
+                first = [int(np.flatnonzero(impression == i)[0]) for i in impression]
+                np.testing.assert_array_equal(got, (index << FILE_ROW_BITS) + chunk.first_row + np.array(first))
+                keys.setdefault(name, []).extend(got)
+    assert len(frame) > frame["impression"].nunique() and len(keys["b.parquet"]) == len(frame)
+    assert not set(keys["a.csv"]) & set(keys["b.parquet"])

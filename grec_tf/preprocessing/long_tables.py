@@ -3,12 +3,12 @@
 A chunk is ``(file, first_row, frame, file_index)``: ``frame`` holds rows ``first_row ..`` of ``file`` (0-based
 data rows, the header not counted, whatever the reader: Parquet row groups and CSV chunks number on from the
 rows before them), so that a validation error can name the row of the file, as the in-memory path does;
-``file_index`` is the file's position in the list :class:`ReadLongTables` was given, so that
-``(file_index, file row)`` names a row uniquely among several files (the impression keys of
-:mod:`grec_tf.preprocessing.examples` are built from it). Parquet files are cut into work units by row group (a large file is read by several workers); a CSV
-file is one work unit, read in chunks by pandas (the same parser, hence the same column types and the same
-messages as :func:`grec_tf.data.validation.read_table`). Files are opened through Beam's ``FileSystems``, so
-``gs://``, ``hdfs://`` and ``s3://`` paths work on the runners that have those file systems.
+``file_index`` is the file's position in the list :class:`ReadLongTables` was given, so that ``(file_index, file
+row)`` names a row uniquely among several files (the impression keys of :mod:`grec_tf.preprocessing.examples`
+are built from it). Parquet files are cut into work units by row group (a large file is read by several
+workers); a CSV file is one work unit, read in chunks by pandas (the same parser, hence the same column types
+and the same messages as :func:`grec_tf.data.validation.read_table`). Files are opened through Beam's
+``FileSystems``, so ``gs://``, ``hdfs://`` and ``s3://`` paths work on the runners that have those file systems.
 """
 from __future__ import annotations
 

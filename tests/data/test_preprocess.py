@@ -109,7 +109,10 @@ def test_impression_keys_are_exact_across_chunks_readers_and_files(tmp_path):
     from grec_tf.config import parse_config
     from grec_tf.data.feature_arrays import IMPRESSION_KEY
     from grec_tf.preprocessing.examples import FILE_ROW_BITS, example_columns, shard_impression_keys
-    from grec_tf.preprocessing.long_tables import read_unit, work_units
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from grec_tf.preprocessing.long_tables import ReadLongTables, read_unit, work_units
     from grec_tf.preprocessing.row_checks import check_chunk
 
     frame = tiny_impression_frame(12, seed=2)[["flow", "use_case", "label", "customer_id", "plan", "tenure",
@@ -119,16 +122,21 @@ def test_impression_keys_are_exact_across_chunks_readers_and_files(tmp_path):
     config = parse_config({"data": {"source": "csv", "flows": ["AAL", "EUP"], "use_cases": ["CTR", "CVR"]},
                            "features": [{"name": "plan", "kind": "categorical"},
                                         {"name": "tenure", "kind": "numerical"}]})
-    keys = {}
-    for index, name in enumerate(["a.csv", "b.parquet"]):
-        for unit in work_units(str(tmp_path / name), index):
+    files = [str(tmp_path / name) for name in ("a.csv", "b.parquet")]
+    keys, places = {}, []
+    for index, path in enumerate(files):
+        for unit in work_units(path, index):
             for chunk in read_unit(unit, chunk_rows=4):
+                places.append((chunk.file, chunk.file_index, chunk.first_row))
                 checked = check_chunk(chunk, config, keep_going=False)
                 got = shard_impression_keys(example_columns(checked.frame, config, False)[IMPRESSION_KEY],
                                             checked.file_rows, chunk.file_index, chunk.file)
                 impression = chunk.frame["impression"].to_numpy()
                 first = [int(np.flatnonzero(impression == i)[0]) for i in impression]
                 np.testing.assert_array_equal(got, (index << FILE_ROW_BITS) + chunk.first_row + np.array(first))
-                keys.setdefault(name, []).extend(got)
-    assert len(frame) > frame["impression"].nunique() and len(keys["b.parquet"]) == len(frame)
-    assert not set(keys["a.csv"]) & set(keys["b.parquet"])
+                keys.setdefault(chunk.file_index, []).extend(got)
+    assert len(frame) > frame["impression"].nunique() and len(keys[1]) == len(frame)
+    assert not set(keys[0]) & set(keys[1])
+    with beam.Pipeline() as p:  # the Beam transform numbers the files and chunks alike
+        read = p | ReadLongTables(files, chunk_rows=4) | beam.Map(lambda c: (c.file, c.file_index, c.first_row))
+        assert_that(read, equal_to(places))

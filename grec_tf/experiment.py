@@ -93,11 +93,11 @@ class Experiment:
     def dataset(self, split: str, shuffle: bool = False, batch_size: Optional[int] = None) -> tf.data.Dataset:
         """Batched ``tf.data`` of feature dicts with ``label`` and ``impression_key``; ``batch_size`` defaults to
         ``data.batch_size`` for training batches and to at least 1024 otherwise. Shuffled batches keep the rows
-        of an impression together (the model encodes each impression once per batch); unshuffled ones keep
-        the split's row order."""
+        of an impression together (the model encodes each impression once per batch), in memory and streamed from
+        TFRecord shards alike; unshuffled ones keep the split's row order (streamed: the shards' order)."""
         d = self.config.data
         size = batch_size or (d.batch_size if shuffle else max(d.batch_size, EVAL_BATCH))
-        if self.streams:  # TFRecord shards carry no impression_key: every row is encoded
+        if self.streams:
             return tfrecord_dataset(self.config, split, size, shuffle=shuffle)
         return make_dataset(self.arrays(split), size, shuffle=shuffle, shuffle_buffer=d.shuffle_buffer, seed=d.seed,
                             group_key=IMPRESSION_KEY)

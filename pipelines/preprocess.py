@@ -3,7 +3,8 @@
 Runs the Beam preprocessing pipeline (tf.Transform on tfx-bsl): reads the train / valid / test long tables of
 the config's data (a csv / parquet folder with the three files, or the telecom generator's folder), validates
 every row with the in-memory path's messages, and writes DIR/{train,valid,test}/part-*.tfrecord.gz
-(tf.Example of raw values), DIR/transform_output, DIR/schema.pbtxt, DIR/statistics.json and DIR/manifest.json.
+(tf.Example of raw values and an impression_key, each impression's rows together), DIR/transform_output,
+DIR/schema.pbtxt, DIR/statistics.json and DIR/manifest.json.
 Train from it with --set data.source=tfrecord --set data.path=DIR.
 
 Any other option goes to Beam unchanged: DirectRunner by default, --direct_num_workers=2

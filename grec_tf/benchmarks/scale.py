@@ -227,8 +227,9 @@ MEANING = [
     "with the rows; at small sizes the fixed memory of Python and TensorFlow hides that growth.",
     "- Training: one model, one Keras train function; the paths alternate in rounds so that load from other "
     "processes hits them alike. `memory` is `Experiment.dataset` (impressions encoded once per batch); the shards "
-    "carry no impression key, so every row is encoded; `memory rowwise` feeds the same arrays without the key, "
-    "so TFRecord / memory rowwise is the cost of streaming alone.",
+    "carry an impression key and are shuffled in blocks of consecutive rows, so they too encode an impression once "
+    "per batch, except where a block boundary cuts it; `memory rowwise` feeds the same arrays without the key "
+    "(every row encoded), the cost of training without impressions.",
     "- Workers: `MultiWorkerMirroredStrategy` over two processes on 127.0.0.1 of this 2-core machine, global batch "
     "fixed, the shards split between the workers as `pipelines.train` splits them: by file, or by data (each "
     "worker reads every shard and keeps its half of each batch) when the split has fewer shard files than workers, "

@@ -80,8 +80,8 @@ def training_job(config: ExperimentConfig, shards: str, steps: int, rounds: int,
     path order alternates between rounds so that load from other processes hits the paths alike.
 
     Paths: ``tfrecord`` (the shards, streamed), ``memory`` (``Experiment.dataset``: numpy arrays, impressions
-    encoded once per batch), ``memory_rowwise`` (the same arrays without ``impression_key``: every row encoded,
-    as from the shards, so ``tfrecord`` / ``memory_rowwise`` is the cost of streaming alone)."""
+    encoded once per batch; the shards' ``impression_key`` does the same for ``tfrecord``), ``memory_rowwise``
+    (the same arrays without ``impression_key``: every row encoded, what training without impressions costs)."""
     from grec_tf.data.dataset import make_dataset
     from grec_tf.data.feature_arrays import IMPRESSION_KEY
     from grec_tf.data.tfrecord_source import reading_config

@@ -1,11 +1,14 @@
 """Beam reading of long-format tables in chunks that know their place in their file.
 
-A chunk is ``(file, first_row, frame)``: ``frame`` holds rows ``first_row ..`` of ``file`` (0-based data rows,
-the header not counted), so that a validation error can name the row of the file, as the in-memory path
-does. Parquet files are cut into work units by row group (a large file is read by several workers); a CSV
-file is one work unit, read in chunks by pandas (the same parser, hence the same column types and the same
-messages as :func:`grec_tf.data.validation.read_table`). Files are opened through Beam's ``FileSystems``, so
-``gs://``, ``hdfs://`` and ``s3://`` paths work on the runners that have those file systems.
+A chunk is ``(file, first_row, frame, file_index)``: ``frame`` holds rows ``first_row ..`` of ``file`` (0-based
+data rows, the header not counted, whatever the reader: Parquet row groups and CSV chunks number on from the
+rows before them), so that a validation error can name the row of the file, as the in-memory path does;
+``file_index`` is the file's position in the list :class:`ReadLongTables` was given, so that ``(file_index, file
+row)`` names a row uniquely among several files (the impression keys of :mod:`grec_tf.preprocessing.examples`
+are built from it). Parquet files are cut into work units by row group (a large file is read by several
+workers); a CSV file is one work unit, read in chunks by pandas (the same parser, hence the same column types
+and the same messages as :func:`grec_tf.data.validation.read_table`). Files are opened through Beam's
+``FileSystems``, so ``gs://``, ``hdfs://`` and ``s3://`` paths work on the runners that have those file systems.
 """
 from __future__ import annotations
 
@@ -24,11 +27,12 @@ _PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 
 
 class Chunk(NamedTuple):
-    """Rows ``first_row ..`` of ``file`` as a long-format frame."""
+    """Rows ``first_row ..`` of ``file`` (the ``file_index``-th file read) as a long-format frame."""
 
     file: str
     first_row: int
     frame: pd.DataFrame
+    file_index: int = 0
 
 
 class WorkUnit(NamedTuple):
@@ -37,6 +41,7 @@ class WorkUnit(NamedTuple):
     file: str
     row_group: Optional[int]
     first_row: int
+    file_index: int = 0
 
 
 def is_parquet(path: str) -> bool:
@@ -51,16 +56,17 @@ def _parquet_file(path: str) -> pq.ParquetFile:
                         file=path) from None
 
 
-def work_units(path: str) -> List[WorkUnit]:
-    """The work units of a file: one per row group of a Parquet file, the whole file otherwise."""
+def work_units(path: str, file_index: int = 0) -> List[WorkUnit]:
+    """The work units of a file (the ``file_index``-th one read): one per row group of a Parquet file, the whole
+    file otherwise."""
     if not FileSystems.exists(path):
         raise DataError("file not found", file=path)
     if not is_parquet(path):
-        return [WorkUnit(path, None, 0)]
+        return [WorkUnit(path, None, 0, file_index)]
     metadata = _parquet_file(path).metadata
     units, first = [], 0
     for group in range(metadata.num_row_groups):
-        units.append(WorkUnit(path, group, first))
+        units.append(WorkUnit(path, group, first, file_index))
         first += metadata.row_group(group).num_rows
     return units
 
@@ -70,13 +76,13 @@ def read_unit(unit: WorkUnit, chunk_rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
     first = unit.first_row
     if unit.row_group is not None:
         for batch in _parquet_file(unit.file).iter_batches(chunk_rows, row_groups=[unit.row_group]):
-            yield Chunk(unit.file, first, batch.to_pandas())
+            yield Chunk(unit.file, first, batch.to_pandas(), unit.file_index)
             first += batch.num_rows
         return
     sep = "\t" if unit.file.lower().endswith(".tsv") else ","
     try:
         for frame in pd.read_csv(FileSystems.open(unit.file), sep=sep, chunksize=chunk_rows):
-            yield Chunk(unit.file, first, frame.reset_index(drop=True))
+            yield Chunk(unit.file, first, frame.reset_index(drop=True), unit.file_index)
             first += len(frame)
     except (pd.errors.ParserError, UnicodeDecodeError) as err:
         raise DataError(f"malformed CSV after data row {first} ({str(err).strip()}); expected the same number of "
@@ -100,7 +106,7 @@ class ReadLongTables(beam.PTransform):
 
     def expand(self, pbegin):
         return (pbegin
-                | "Files" >> beam.Create(self.files)
-                | "WorkUnits" >> beam.FlatMap(work_units)
+                | "Files" >> beam.Create(list(enumerate(self.files)))
+                | "WorkUnits" >> beam.FlatMapTuple(lambda index, path: work_units(path, index))
                 | "Spread" >> beam.Reshuffle()
                 | "Read" >> beam.FlatMap(read_unit, self.chunk_rows))

@@ -5,8 +5,12 @@ Two Beam pipelines run one after the other:
 1. for each split (the three files :func:`grec_tf.data.sources.split_files` names: preprocessing takes already
    split data, it does not split): read chunks (:class:`~grec_tf.preprocessing.long_tables.ReadLongTables`),
    validate them (:func:`~grec_tf.preprocessing.row_checks.check_chunk`), encode the valid rows
-   (:class:`~grec_tf.preprocessing.examples.ExampleEncoder`) and write ``DIR/{split}/part-*.tfrecord.gz``, the
-   row count to ``DIR/row_counts`` and the rejected rows to the dead-letter folder;
+   (:class:`~grec_tf.preprocessing.examples.ExampleEncoder`: each example with its ``impression_key``, the rows of
+   one impression of a chunk one after the other) and write ``DIR/{split}/part-*.tfrecord.gz``, the row count
+   to ``DIR/row_counts`` and the rejected rows to the dead-letter folder. Nothing between the encoding and the
+   write regroups elements (no shuffle, no fixed shard count), so a chunk's examples reach their shard in the
+   order they were emitted; were a runner to reorder them, keys would stay exact, only impressions would be
+   encoded more than once per batch;
 2. tf.Transform's ``AnalyzeDataset`` over the written training shards (read by tfx-bsl's ``TFExampleRecord``),
    written to ``DIR/transform_output``.
 
@@ -46,7 +50,8 @@ _OWNED = (*SPLITS, TRANSFORM_OUTPUT, ROW_COUNTS, SCHEMA_FILE, STATISTICS_FILE, M
 
 
 class CheckAndEncode(beam.DoFn):
-    """Chunk -> serialized examples of its valid rows; dead letters on the ``dead_letters`` output."""
+    """Chunk -> serialized examples of its valid rows, grouped by impression (each one's rows one after the
+    other, with its ``impression_key``); dead letters on the ``dead_letters`` output."""
 
     def __init__(self, config: ExperimentConfig, with_oracle: bool, keep_going: bool):
         super().__init__()
@@ -57,7 +62,7 @@ class CheckAndEncode(beam.DoFn):
         checked = check_chunk(chunk, self.config, self.keep_going)
         for letter in checked.dead_letters:
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, letter)
-        yield from self.encoder.encode(checked.frame)
+        yield from self.encoder.encode(checked.frame, checked.file_rows, chunk.file_index, chunk.file)
 
 
 def _write_json(path: str, value) -> None:

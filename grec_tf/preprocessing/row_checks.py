@@ -22,10 +22,12 @@ from grec_tf.preprocessing.long_tables import Chunk
 
 
 class CheckedChunk(NamedTuple):
-    """The valid rows of a chunk (fresh 0..n-1 index) and a dead letter per rejected row."""
+    """The valid rows of a chunk (fresh 0..n-1 index), the file row of each ([n] int64) and a dead letter per
+    rejected row."""
 
     frame: pd.DataFrame
     dead_letters: List[Dict]
+    file_rows: np.ndarray
 
 
 def in_file(err: DataError, file_rows: np.ndarray) -> DataError:
@@ -65,4 +67,4 @@ def check_chunk(chunk: Chunk, config: ExperimentConfig, keep_going: bool) -> Che
             letters.append(dead_letter(frame, err.row, located))
             kept = np.arange(len(frame)) != err.row
             frame, file_rows = frame[kept].reset_index(drop=True), file_rows[kept]
-    return CheckedChunk(frame, letters)
+    return CheckedChunk(frame, letters, file_rows)

@@ -1,5 +1,5 @@
-"""Tiny split long tables with two bad rows, preprocessed once per session by the Beam pipeline in two worker
-processes with a dead-letter output."""
+"""Tiny split long tables of impressions of one or two rows, with two bad rows, preprocessed once per session by
+the Beam pipeline in two worker processes with a dead-letter output."""
 import copy
 from types import SimpleNamespace
 
@@ -7,7 +7,7 @@ import pytest
 
 from grec_tf.config import parse_config
 from grec_tf.data.splits import split_frame
-from tests.tiny_experiment import FEATURES, tiny_config, tiny_frame
+from tests.tiny_experiment import FEATURES, tiny_config, tiny_impression_frame
 
 #: a real parallel run of the DirectRunner on this machine
 TWO_WORKERS = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
@@ -28,10 +28,11 @@ def beam_config(path: str, epochs: int = 1):
     return parse_config(raw)
 
 
-def write_split_tables(folder, rows: int = 600) -> dict:
-    """``{split: frame}`` of a tiny long frame split by customer, each written to ``folder/{split}.parquet``."""
+def write_split_tables(folder, impressions: int = 375) -> dict:
+    """``{split: frame}`` of a tiny long frame (~1.6 rows an impression, an impression's rows apart, numbered
+    in ``impression``) split by customer, each written to ``folder/{split}.parquet``."""
     folder.mkdir(parents=True, exist_ok=True)
-    splits = split_frame(tiny_frame(rows, seed=3), 0.2, 0.2, 0, "customer_id")
+    splits = split_frame(tiny_impression_frame(impressions, seed=3), 0.2, 0.2, 0, "customer_id")
     for split, frame in splits.items():
         frame.to_parquet(folder / f"{split}.parquet")
     return splits

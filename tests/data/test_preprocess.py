@@ -13,6 +13,7 @@ from grec_tf.data.feature_statistics import compute_feature_statistics
 from grec_tf.errors import DataError
 from grec_tf.preprocessing.pipeline import run_preprocessing
 from tests.data.conftest import BAD_ROWS, beam_config, write_split_tables, write_tables_with_bad_rows
+from tests.tiny_experiment import tiny_impression_frame
 
 
 def test_two_worker_run_gives_the_pandas_statistics(preprocessed):
@@ -100,3 +101,42 @@ def test_csv_chunks_know_their_file_rows_and_errors_name_them(tmp_path):
         check_chunk(chunks[1], config, keep_going=False)
     kept = check_chunk(chunks[1], config, keep_going=True)
     assert len(kept.frame) == 3 and [letter["row"] for letter in kept.dead_letters] == [6]
+
+
+def test_impression_keys_are_exact_across_chunks_readers_and_files(tmp_path):
+    """A CSV read in chunks of 4 and a Parquet file of row groups of 5 read in chunks of 4, as files 0 and 1:
+    each row's key is its file index << 40 plus the file row of its impression's first row in its chunk."""
+    from grec_tf.config import parse_config
+    from grec_tf.data.feature_arrays import IMPRESSION_KEY
+    from grec_tf.preprocessing.examples import FILE_ROW_BITS, example_columns, shard_impression_keys
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from grec_tf.preprocessing.long_tables import ReadLongTables, read_unit, work_units
+    from grec_tf.preprocessing.row_checks import check_chunk
+
+    frame = tiny_impression_frame(12, seed=2)[["flow", "use_case", "label", "customer_id", "plan", "tenure",
+                                               "impression"]]
+    frame.to_csv(tmp_path / "a.csv", index=False)
+    frame.to_parquet(tmp_path / "b.parquet", row_group_size=5)
+    config = parse_config({"data": {"source": "csv", "flows": ["AAL", "EUP"], "use_cases": ["CTR", "CVR"]},
+                           "features": [{"name": "plan", "kind": "categorical"},
+                                        {"name": "tenure", "kind": "numerical"}]})
+    files = [str(tmp_path / name) for name in ("a.csv", "b.parquet")]
+    keys, places = {}, []
+    for index, path in enumerate(files):
+        for unit in work_units(path, index):
+            for chunk in read_unit(unit, chunk_rows=4):
+                places.append((chunk.file, chunk.file_index, chunk.first_row))
+                checked = check_chunk(chunk, config, keep_going=False)
+                got = shard_impression_keys(example_columns(checked.frame, config, False)[IMPRESSION_KEY],
+                                            checked.file_rows, chunk.file_index, chunk.file)
+                impression = chunk.frame["impression"].to_numpy()
+                first = [int(np.flatnonzero(impression == i)[0]) for i in impression]
+                np.testing.assert_array_equal(got, (index << FILE_ROW_BITS) + chunk.first_row + np.array(first))
+                keys.setdefault(chunk.file_index, []).extend(got)
+    assert len(frame) > frame["impression"].nunique() and len(keys[1]) == len(frame)
+    assert not set(keys[0]) & set(keys[1])
+    with beam.Pipeline() as p:  # the Beam transform numbers the files and chunks alike
+        read = p | ReadLongTables(files, chunk_rows=4) | beam.Map(lambda c: (c.file, c.file_index, c.first_row))
+        assert_that(read, equal_to(places))

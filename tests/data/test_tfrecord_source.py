@@ -1,17 +1,22 @@
-"""``data.source: tfrecord``: the shards give back the in-memory model inputs, training streams them end to end
-through ``pipelines.train``, evaluation gives the in-memory metrics, and the export serves raw values with the
-in-memory model's probabilities."""
+"""``data.source: tfrecord``: the shards give back the in-memory model inputs and impressions (each one's rows
+together under one key), shuffled batches keep impressions whole, training streams them end to end through
+``pipelines.train`` encoding impressions once per batch, evaluation and loss equal the in-memory ones, and the
+export serves raw values with the in-memory model's probabilities."""
 import dataclasses
+import json
 import os
+import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 import yaml
 
 from grec_tf.data.feature_arrays import IMPRESSION_KEY, frame_to_arrays
 from grec_tf.data.feature_statistics import compute_feature_statistics
-from grec_tf.data.tfrecord_source import evaluation_frame, reading_config, tfrecord_dataset
+from grec_tf.data.tfrecord_source import (SCHEMA_FILE, SHUFFLE_BLOCK, evaluation_frame, reading_config, shard_files,
+                                          tfrecord_dataset)
 from grec_tf.errors import DataError
 from grec_tf.experiment import Experiment, load_run
 
@@ -22,23 +27,91 @@ def _decoded(value: np.ndarray) -> np.ndarray:
 
 
 def _by_row(arrays: dict) -> dict:
-    """The arrays with rows in one canonical order (by tenure, distinct on this data)."""
-    order = np.argsort(arrays["tenure"], kind="stable")
+    """The arrays with rows in one canonical order (by tenure, distinct between impressions on this data, then
+    by use case, distinct within one)."""
+    order = np.lexsort((_decoded(arrays["use_case"]).astype(str), arrays["tenure"]))
     return {name: value[order] for name, value in arrays.items()}
 
 
-def test_shards_give_back_the_in_memory_model_inputs(preprocessed):
+def _same_partition(keys: np.ndarray, other: np.ndarray) -> bool:
+    """True when two [N] key arrays group the rows alike (whatever the key values)."""
+    return np.array_equal(pd.factorize(keys)[0], pd.factorize(other)[0])
+
+
+def test_shards_give_back_the_in_memory_model_inputs_and_impressions(preprocessed):
     config = reading_config(preprocessed.config, preprocessed.out)
     batches = list(tfrecord_dataset(config, "train", 100, shuffle=True))
-    got = {name: np.concatenate([b[name].numpy() for b in batches]) for name in batches[0]}
-    expected = frame_to_arrays(preprocessed.splits["train"], preprocessed.config)
-    expected.pop(IMPRESSION_KEY)  # the shards carry no impression key: the model then encodes every row
-    expected = _by_row(expected)
-    got = _by_row(got)
+    got = _by_row({name: np.concatenate([b[name].numpy() for b in batches]) for name in batches[0]})
+    expected = _by_row(frame_to_arrays(preprocessed.splits["train"], preprocessed.config))
     assert set(got) == set(expected)
     for name, value in expected.items():
         assert got[name].shape == value.shape, name
-        np.testing.assert_array_equal(_decoded(got[name]), _decoded(value), err_msg=name)
+        if name != IMPRESSION_KEY:
+            np.testing.assert_array_equal(_decoded(got[name]), _decoded(value), err_msg=name)
+    # one chunk per file here, so the shards' keys group the rows exactly as the in-memory content keys do
+    assert got[IMPRESSION_KEY].dtype == np.int64
+    assert _same_partition(got[IMPRESSION_KEY], expected[IMPRESSION_KEY])
+    assert len(np.unique(expected[IMPRESSION_KEY])) < len(expected[IMPRESSION_KEY])  # impressions of two rows
+
+
+def _shard_keys(path: str) -> np.ndarray:
+    """[N] impression keys of one shard file, in file order."""
+    records = list(tf.data.TFRecordDataset(path, compression_type="GZIP").as_numpy_iterator())
+    spec = {IMPRESSION_KEY: tf.io.FixedLenFeature([], tf.int64)}
+    return tf.io.parse_example(records, spec)[IMPRESSION_KEY].numpy()
+
+
+def test_each_impression_is_one_run_of_rows_in_its_shard(preprocessed):
+    config = reading_config(preprocessed.config, preprocessed.out)
+    for split in ("train", "valid", "test"):
+        for path in shard_files(config, split):
+            keys = _shard_keys(path)
+            runs = 1 + np.count_nonzero(np.diff(keys))
+            assert runs == len(np.unique(keys)), path  # no key comes back after another one
+            assert np.all(np.diff(keys) >= 0), path  # impressions in order of their first file row
+
+
+def _split_impressions(batches) -> int:
+    """How many more (batch, key) pairs than keys: the encodings that cutting impressions between batches adds."""
+    keys = [np.unique(batch) for batch in batches]
+    return sum(len(k) for k in keys) - len(np.unique(np.concatenate(keys)))
+
+
+def test_shuffled_batches_keep_impressions_whole_unlike_a_record_shuffle(preprocessed):
+    config = reading_config(preprocessed.config, preprocessed.out)
+    batch = 32
+    keyed = [b[IMPRESSION_KEY].numpy() for b in tfrecord_dataset(config, "train", batch, shuffle=True)]
+    rows = sum(len(k) for k in keyed)
+    # blocks of consecutive rows are shuffled: only a block or a batch boundary can cut an impression
+    cut = _split_impressions(keyed)
+    assert cut <= -(-rows // SHUFFLE_BLOCK) + len(keyed)
+    spec = {IMPRESSION_KEY: tf.io.FixedLenFeature([], tf.int64)}
+    records = tf.data.TFRecordDataset(shard_files(config, "train"), compression_type="GZIP")
+    single = [tf.io.parse_example(b, spec)[IMPRESSION_KEY].numpy()
+              for b in records.shuffle(rows, seed=1).batch(batch)]
+    assert _split_impressions(single) > 2 * cut  # shuffling single records splits most impressions of two rows
+
+
+def test_a_folder_written_without_keys_still_trains_one_row_an_impression(preprocessed, tmp_path, caplog):
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    old = str(tmp_path / "old")
+    shutil.copytree(preprocessed.out, old)
+    schema = text_format.Parse(open(os.path.join(old, SCHEMA_FILE)).read(), schema_pb2.Schema())
+    kept = [feature for feature in schema.feature if feature.name != IMPRESSION_KEY]
+    del schema.feature[:]
+    schema.feature.extend(kept)
+    with open(os.path.join(old, SCHEMA_FILE), "w") as handle:
+        handle.write(text_format.MessageToString(schema))
+    experiment = Experiment(reading_config(preprocessed.config, old))
+    batch = next(iter(experiment.dataset("train", shuffle=True)))
+    assert IMPRESSION_KEY not in batch and "label" in batch
+    assert f"{old}: the examples have no impression_key" in caplog.text and "pipelines.preprocess" in caplog.text
+    model = experiment.build_model()
+    model.fit(experiment.dataset("train", shuffle=True), epochs=1, verbose=0)
+    counted = model.trained_examples.numpy()
+    assert counted["impressions"] == counted["rows"] == len(preprocessed.splits["train"])
 
 
 def test_streamed_splits_are_never_frames_and_a_foreign_config_is_refused(preprocessed):
@@ -77,6 +150,15 @@ def test_training_streams_the_shards_and_evaluates_like_the_in_memory_path(prepr
     for key in expected:
         assert got[key]["auc"] == pytest.approx(expected[key]["auc"], abs=1e-6), key
     assert len(evaluation_frame(streamed.config, "test")) == len(preprocessed.splits["test"])
+    # the whole training split as one batch: the loss is the in-memory one, impressions encoded once each
+    (shards,) = streamed.dataset("train", batch_size=4096)
+    (memory,) = in_memory.dataset("train", batch_size=4096)
+    assert float(model.compute_loss(shards)) == pytest.approx(float(twin.compute_loss(memory)), abs=1e-5)
+    with open(os.path.join(trained, "metrics.json")) as handle:
+        train = json.load(handle)["train"]
+    impressions = len(np.unique(memory[IMPRESSION_KEY].numpy()))
+    assert impressions < len(preprocessed.splits["train"])
+    assert train["epochs_run"] * impressions <= train["impressions_this_run"] < train["rows_this_run"]
 
 
 def test_export_serves_raw_values_with_the_in_memory_probabilities(preprocessed, trained):

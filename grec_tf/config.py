@@ -78,6 +78,8 @@ VOCABULARY_SOURCE_KINDS = ("item_id", "categorical")
 # Keras activation names an expert may use (checked here without importing TensorFlow).
 ACTIVATIONS = ("gelu", "relu", "silu", "swish", "elu", "selu", "tanh", "sigmoid", "linear")
 ROUTE_EMBEDDING_DIM_DEFAULT = 16  # model.route_embedding_dim when unset
+# model.numerical_embedding: how FeatureGroupEncoder embeds normalized numericals
+NUMERICAL_EMBEDDINGS = ("linear", "periodic")
 
 
 # ---- field records --------------------------------------------------------------------------------
@@ -355,6 +357,14 @@ class ModelConfig(_Section):
                                               factory=TextEncoderConfig)
     dropout: float = setting(0.0, help="Dropout rate in the token mixer and the sequence encoder.",
                              example=0.1, bounds=FRACTION)
+    numerical_embedding: str = setting(
+        "linear", help="How the context and item encoders embed their normalized numericals: linear (one Dense "
+                       "of all of a group's numericals) or periodic (PLR, Gorishniy et al. NeurIPS '22: sin/cos of "
+                       "48 trainable frequencies per feature, then a Dense of its own and ReLU to width 24).",
+        example="periodic", choices=NUMERICAL_EMBEDDINGS)
+    cross_layers: int = setting(0, help="DCN-v2 full-rank cross layers (tfrs Cross) over the concatenated "
+                                        "embeddings of the context and item encoders, before their projection "
+                                        "to d_model; 0: none.", example=2, bounds=AT_LEAST_0)
 
     def _check(self) -> None:
         if self.type != "grec":  # top_k, routing and capacity are GRec's; MMoE runs all its experts

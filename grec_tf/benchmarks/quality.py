@@ -49,12 +49,16 @@ from grec_tf.experiment import Experiment
 from grec_tf.training.evaluation import evaluate_scores
 from grec_tf.training.trainer import count_params
 
+#: the GRec 8/4 the issues compare against; its candidates add their key to it
+_GREC = ["model.type=grec", "model.routing=task_sentence", "model.num_experts=8", "model.top_k=4"]
 #: GRec-TF model variant -> config overrides (all other settings, budget included, are shared). A new
 #: model type is one line here.
 VARIANTS: Dict[str, List[str]] = {
-    "grec": ["model.type=grec", "model.routing=task_sentence", "model.num_experts=8", "model.top_k=4"],
+    "grec": _GREC,
     "grec_task": ["model.type=grec", "model.routing=task", "model.num_experts=8", "model.top_k=4"],
     "grec_token": ["model.type=grec", "model.routing=token", "model.num_experts=8", "model.top_k=4"],
+    "grec_periodic": _GREC + ["model.numerical_embedding=periodic"],
+    "grec_cross": _GREC + ["model.cross_layers=2"],
     "mmoe": ["model.type=mmoe", "model.num_experts=8"],
     "shared_bottom": ["model.type=shared_bottom"],
     "single_task": ["model.type=single_task"],

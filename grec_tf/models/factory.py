@@ -142,7 +142,9 @@ def build_group_encoder(config: ExperimentConfig, statistics: FeatureStatistics,
     vectors = [{"name": f.name, "dim": f.dim} for f in features if f.kind == "embedding"]
     if not (categorical or numerical or vectors):
         return None
-    return FeatureGroupEncoder(categorical, numerical, vectors, config.model.d_model, name=f"{group}_encoder")
+    return FeatureGroupEncoder(categorical, numerical, vectors, config.model.d_model,
+                               numerical_embedding=config.model.numerical_embedding,
+                               cross_layers=config.model.cross_layers, name=f"{group}_encoder")
 
 
 def build_sequence_encoder(config: ExperimentConfig, statistics: FeatureStatistics,

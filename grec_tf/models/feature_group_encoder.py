@@ -4,8 +4,11 @@ from __future__ import annotations
 from typing import Dict, List
 
 import tensorflow as tf
+import tensorflow_recommenders as tfrs
 
+from grec_tf.config import NUMERICAL_EMBEDDINGS
 from grec_tf.layers.activations import gelu_exact
+from grec_tf.layers.periodic_embedding import PeriodicEmbedding
 
 
 @tf.keras.utils.register_keras_serializable(package="grec_tf")
@@ -13,25 +16,40 @@ class FeatureGroupEncoder(tf.keras.layers.Layer):
     """Embeds a group's raw features and projects them to a single token of width ``d_model``.
 
     Deep part: every categorical (and the item id) -> ``StringLookup`` (vocabulary from the training
-    split, ``num_oov`` hash buckets) -> ``Embedding``. Wide part: every numerical -> ``Normalization``
-    (training-split mean/variance) -> one ``Dense``. Precomputed vectors (e.g. CLIP image/text
-    embeddings) -> one ``Dense`` projection each. Everything is concatenated and projected to d_model.
+    split, ``num_oov`` hash buckets) -> ``Embedding``. Numericals -> ``Normalization`` (training-split
+    mean/variance), then ``numerical_embedding``: ``linear``, the wide part, one ``Dense(wide_units)`` of
+    all of them [B, wide_units]; or ``periodic``, a :class:`PeriodicEmbedding` of each [B, F * width].
+    Precomputed vectors (e.g. CLIP image/text embeddings) -> one ``Dense`` projection each. Everything is
+    concatenated into x0 [B, W]; ``cross_layers`` DCN-v2 full-rank crosses (``tfrs.layers.dcn.Cross``,
+    x_{i+1} = x0 * (W_i x_i + b_i) + x_i, W_i [W, W]) then add explicit feature crosses, and one GELU Dense
+    projects [B, W] to d_model.
 
     Args:
       categorical: [{"name", "vocabulary", "num_oov", "embedding_dim"}] (item ids included).
       numerical: [{"name", "mean", "variance"}].
       vectors: [{"name", "dim"}].
       d_model: output width D.
+      wide_units: width of the linear numerical part.
+      numerical_embedding: one of :data:`NUMERICAL_EMBEDDINGS`.
+      cross_layers: DCN-v2 cross layers before the output projection (0: none).
+      periodic: :class:`PeriodicEmbedding` options ({"frequencies", "sigma", "width"}; its defaults when empty).
 
     Call: ``inputs`` dict name -> tensor ([B] string for categoricals, [B] float for numericals,
     [B, dim] float for vectors). Returns [B, D].
     """
 
     def __init__(self, categorical: List[Dict], numerical: List[Dict], vectors: List[Dict], d_model: int,
-                 wide_units: int = 16, **kwargs):
+                 wide_units: int = 16, numerical_embedding: str = "linear", cross_layers: int = 0,
+                 periodic: Dict | None = None, **kwargs):
         super().__init__(**kwargs)
+        if numerical_embedding not in NUMERICAL_EMBEDDINGS:
+            raise ValueError(f"numerical_embedding: expected one of {list(NUMERICAL_EMBEDDINGS)}, got "
+                             f"{numerical_embedding!r}")
+        if isinstance(cross_layers, bool) or not isinstance(cross_layers, int) or cross_layers < 0:
+            raise ValueError(f"cross_layers: expected an integer >= 0, got {cross_layers!r}")
         self.categorical, self.numerical, self.vectors = categorical, numerical, vectors
         self.d_model, self.wide_units = d_model, wide_units
+        self.numerical_embedding, self.cross_layers, self.periodic = numerical_embedding, cross_layers, periodic or {}
         self.lookups, self.embeddings = {}, {}
         for spec in categorical:
             lookup = tf.keras.layers.StringLookup(vocabulary=list(spec["vocabulary"]) or None,
@@ -44,10 +62,19 @@ class FeatureGroupEncoder(tf.keras.layers.Layer):
                                                         name=f"{spec['name']}_normalization")
             for spec in numerical
         }
-        self.wide = tf.keras.layers.Dense(wide_units, name="wide") if numerical else None
+        self.wide = self._numerical_layer()
         self.vector_projections = {spec["name"]: tf.keras.layers.Dense(d_model, name=f"{spec['name']}_projection")
                                    for spec in vectors}
+        self.crosses = [tfrs.layers.dcn.Cross(name=f"cross_{i}") for i in range(cross_layers)]
         self.output_projection = tf.keras.layers.Dense(d_model, activation=gelu_exact, name="output_projection")
+
+    def _numerical_layer(self) -> tf.keras.layers.Layer | None:
+        """[B, F] normalized numericals -> the numerical part; None without numericals."""
+        if not self.numerical:
+            return None
+        if self.numerical_embedding == "periodic":
+            return PeriodicEmbedding(len(self.numerical), **self.periodic, name="periodic")
+        return tf.keras.layers.Dense(self.wide_units, name="wide")
 
     @property
     def input_names(self) -> List[str]:
@@ -61,8 +88,13 @@ class FeatureGroupEncoder(tf.keras.layers.Layer):
             parts.append(self.wide(numbers))
         parts += [self.vector_projections[name](inputs[name]) for name in self.vector_projections]
         parts = [tf.cast(p, self.compute_dtype) for p in parts]
-        return self.output_projection(tf.concat(parts, axis=-1))
+        x0 = x = tf.concat(parts, axis=-1)  # [B, W]
+        for cross in self.crosses:
+            x = cross(x0, x)
+        return self.output_projection(x)
 
     def get_config(self) -> Dict:
         return {**super().get_config(), "categorical": self.categorical, "numerical": self.numerical,
-                "vectors": self.vectors, "d_model": self.d_model, "wide_units": self.wide_units}
+                "vectors": self.vectors, "d_model": self.d_model, "wide_units": self.wide_units,
+                "numerical_embedding": self.numerical_embedding, "cross_layers": self.cross_layers,
+                "periodic": self.periodic}

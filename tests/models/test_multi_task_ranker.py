@@ -6,11 +6,12 @@ import tensorflow as tf
 
 import grec_tf  # noqa: F401
 from grec_tf.data.dataset import make_dataset
-from grec_tf.data.feature_arrays import frame_to_arrays
+from grec_tf.data.feature_arrays import IMPRESSION_KEY, frame_to_arrays
 from grec_tf.data.feature_statistics import compute_feature_statistics
 from grec_tf.metrics import roc_auc
 from grec_tf.models.multi_task_ranker import MultiTaskRanker
 from grec_tf.experiment import Experiment
+from grec_tf.serving.signatures import export_model
 from tests.tiny_experiment import tiny_config, tiny_frame
 
 
@@ -113,8 +114,9 @@ def test_unknown_values_are_scored(frame, model_type):
     assert np.all(np.isfinite(p)) and p.shape == (4,)
 
 
-def test_mixed_bfloat16(frame):
-    config = tiny_config()
+@pytest.mark.parametrize("encoder_options", [{}, {"numerical_embedding": "periodic", "cross_layers": 1}])
+def test_mixed_bfloat16(frame, encoder_options):
+    config = tiny_config(**encoder_options)
     config.train.mixed_precision = "mixed_bfloat16"
     try:
         model = _build(config, frame)
@@ -158,8 +160,9 @@ def test_grec_config_with_local_hub_text_encoder_trains(frame, tmp_path):
     assert all(np.allclose(a, b.numpy()) for a, b in zip(frozen, encoder.encoder.variables))
 
 
-def test_get_config_round_trip_rebuilds_the_same_model(frame):
-    config, model = _model(frame)
+@pytest.mark.parametrize("encoder_options", [{}, {"numerical_embedding": "periodic"}, {"cross_layers": 2}])
+def test_get_config_round_trip_rebuilds_the_same_model(frame, encoder_options, tmp_path):
+    config, model = _model(frame, **encoder_options)
     batch = _batch(frame, config, 32)
     expected = model(batch, training=False)["probability"].numpy()
     clone = MultiTaskRanker.from_config(model.get_config())
@@ -169,6 +172,13 @@ def test_get_config_round_trip_rebuilds_the_same_model(frame):
     assert clone.context_encoder.categorical == model.context_encoder.categorical  # vocabularies travel
     assert clone.sequence_encoder.sequences == model.sequence_encoder.sequences
     assert type(clone.bottom.moe.router) is type(model.bottom.moe.router)
+    for encoder in (clone.context_encoder, clone.item_encoder):
+        assert {k: encoder.get_config()[k] for k in encoder_options} == encoder_options
+    if encoder_options:  # the SavedModel serves the same probabilities
+        loaded = tf.saved_model.load(export_model(model, config, str(tmp_path)))
+        inputs = {k: v for k, v in batch.items() if k not in ("label", IMPRESSION_KEY)}
+        np.testing.assert_allclose(loaded.signatures["serving_default"](**inputs)["probability"].numpy(), expected,
+                                   atol=1e-5)
 
 
 def test_task_loss_metric_is_the_row_weighted_epoch_mean(frame):

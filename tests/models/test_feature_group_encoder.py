@@ -1,0 +1,142 @@
+"""FeatureGroupEncoder's numerical embeddings (linear, periodic PLR) and DCN-v2 cross layers: weights each option
+adds, what it computes, that gradients reach its weights, and config values that fail naming the key."""
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import grec_tf  # noqa: F401
+from grec_tf.data.feature_statistics import compute_feature_statistics
+from grec_tf.errors import ConfigError
+from grec_tf.experiment import Experiment
+from grec_tf.layers import PeriodicEmbedding
+from grec_tf.models import FeatureGroupEncoder
+from tests.models.test_multi_task_ranker import _batch
+from tests.tiny_experiment import tiny_config, tiny_frame
+
+D, WIDE, EMB = 8, 16, 4
+CATEGORICAL = [{"name": "plan", "vocabulary": ["basic", "max"], "num_oov": 1, "embedding_dim": EMB}]
+NUMERICAL = [{"name": "tenure", "mean": 20.0, "variance": 100.0}, {"name": "price", "mean": 5.0, "variance": 4.0}]
+VECTORS = [{"name": "vec", "dim": 3}]
+F = len(NUMERICAL)
+INPUTS = {"plan": tf.constant(["max", "basic", "new", "max"]), "tenure": tf.constant([3.0, 20.0, 41.0, 7.5]),
+          "price": tf.constant([1.0, 5.0, 9.0, 2.0]), "vec": tf.constant(np.arange(12, dtype=np.float32).reshape(4, 3))}
+
+
+def encoder(**options) -> FeatureGroupEncoder:
+    layer = FeatureGroupEncoder(CATEGORICAL, NUMERICAL, VECTORS, D, wide_units=WIDE, **options)
+    layer(INPUTS)
+    return layer
+
+
+def linear_params() -> int:
+    """Parameters of the default (linear) encoder, as main builds it: embedding, wide Dense, vector projection,
+    output projection over the concatenation [B, EMB + WIDE + D]."""
+    return 3 * EMB + (F * WIDE + WIDE) + (3 * D + D) + ((EMB + WIDE + D) * D + D)
+
+
+def test_defaults_build_the_linear_encoder_weight_for_weight():
+    layer = encoder()
+    assert layer.count_params() == linear_params()
+    assert sorted(w.name.split("/", 1)[1] for w in layer.weights if w.trainable) == sorted([
+        "plan_embedding/embeddings:0", "wide/kernel:0", "wide/bias:0", "vec_projection/kernel:0",
+        "vec_projection/bias:0", "output_projection/kernel:0", "output_projection/bias:0"])
+
+
+def test_periodic_replaces_the_wide_dense_with_k_frequencies_and_a_dense_per_numerical():
+    k, width = 5, 3
+    layer = encoder(numerical_embedding="periodic", periodic={"frequencies": k, "sigma": 0.1, "width": width})
+    per_numerical = k + 2 * k * width + width
+    concat = EMB + F * width + D
+    expected = linear_params() - (F * WIDE + WIDE) + F * per_numerical + (concat - (EMB + WIDE + D)) * D
+    assert layer.count_params() == expected
+    assert layer(INPUTS).shape == [4, D]
+
+
+def test_periodic_embedding_is_sin_cos_of_the_frequencies_then_dense_relu_per_feature():
+    k, width = 3, 2
+    layer = PeriodicEmbedding(F, frequencies=k, sigma=1.0, width=width)
+    layer.build(tf.TensorShape([None, F]))
+    layer.bias.assign(np.random.default_rng(0).normal(size=(F, width)))  # a nonzero bias, so it is checked too
+    c, kernel, bias = layer.frequency.numpy(), layer.kernel.numpy(), layer.bias.numpy()
+    x = np.array([[0.5, -1.0], [2.0, 0.25]], np.float32)
+    got = layer(x).numpy()
+    angles = 2 * math.pi * c[None] * x[..., None]  # [B, F, K]
+    periodic = np.concatenate([np.sin(angles), np.cos(angles)], -1)
+    expected = np.maximum(np.einsum("bfk,fkw->bfw", periodic, kernel) + bias, 0).reshape(2, F * width)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert 0 < np.abs(c).max() <= 3.0  # truncated normal, sigma 1
+
+
+def test_each_cross_layer_adds_a_full_rank_kernel_and_is_the_identity_at_zero():
+    plain, crossed = encoder(), encoder(cross_layers=2)
+    width = EMB + WIDE + D
+    assert crossed.count_params() - plain.count_params() == 2 * (width * width + width)
+    for weight in plain.weights:  # same parts, same weights
+        [twin] = [w for w in crossed.weights if w.name.split("/", 1)[1] == weight.name.split("/", 1)[1]]
+        twin.assign(weight)
+    # x_{i+1} = x0 * (W x_i + b) + x_i: with W = 0, b = 0 each layer passes x_i through
+    cross_weights = [w for cross in crossed.crosses for w in cross.weights]
+    saved = [w.numpy() for w in cross_weights]
+    for w in cross_weights:
+        w.assign(tf.zeros_like(w))
+    np.testing.assert_allclose(crossed(INPUTS).numpy(), plain(INPUTS).numpy(), atol=1e-6)
+    for w, value in zip(cross_weights, saved):
+        w.assign(value)
+    assert np.abs(crossed(INPUTS).numpy() - plain(INPUTS).numpy()).max() > 1e-3
+
+
+@pytest.mark.parametrize("options, weight_names", [
+    ({"numerical_embedding": "periodic"}, ["periodic/frequencies", "periodic/kernel"]),
+    ({"cross_layers": 2}, ["cross_0/", "cross_1/"]),
+])
+def test_gradients_reach_the_new_weights_of_both_encoders(options, weight_names):
+    frame = tiny_frame(128, seed=5)
+    config = tiny_config(**options)
+    model = Experiment(config, statistics=compute_feature_statistics(frame, config)).build_model()
+    batch = _batch(frame, config, 64)
+    model(batch)
+    for encoder_layer in (model.context_encoder, model.item_encoder):
+        new = [w for w in encoder_layer.trainable_weights if any(n in w.name for n in weight_names)]
+        assert len(new) >= len(weight_names)
+        with tf.GradientTape() as tape:
+            loss = model.compute_loss(batch, training=True)
+        for weight, grad in zip(new, tape.gradient(loss, new)):
+            assert grad is not None and float(tf.reduce_max(tf.abs(grad))) > 0, weight.name
+
+
+@pytest.mark.parametrize("key, value, fragment", [
+    ("numerical_embedding", "spline", "model.numerical_embedding: expected one of ['linear', 'periodic']"),
+    ("cross_layers", -1, "model.cross_layers: expected >= 0"),
+    ("cross_layers", 1.5, "model.cross_layers: expected an integer"),
+])
+def test_a_bad_value_fails_naming_the_key(key, value, fragment):
+    with pytest.raises(ConfigError, match=fragment.replace("[", r"\[").replace("]", r"\]")):
+        tiny_config(**{key: value})
+
+
+@pytest.mark.parametrize("options, fragment", [
+    ({"numerical_embedding": "spline"}, "numerical_embedding: expected one of"),
+    ({"cross_layers": -1}, "cross_layers: expected an integer >= 0"),
+])
+def test_the_layer_checks_its_options(options, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        FeatureGroupEncoder(CATEGORICAL, NUMERICAL, VECTORS, D, **options)
+
+
+def test_periodic_embedding_config_round_trip_and_float32_under_mixed_precision():
+    layer = PeriodicEmbedding(F, frequencies=4, sigma=0.5, width=3, name="plr")
+    x = tf.constant([[0.5, -1.0], [2.0, 0.25]])
+    expected = layer(x).numpy()
+    config = layer.get_config()
+    rebuilt = tf.keras.layers.deserialize(tf.keras.layers.serialize(layer))
+    assert type(rebuilt) is PeriodicEmbedding and rebuilt.get_config() == config
+    rebuilt(x)
+    rebuilt.set_weights(layer.get_weights())
+    np.testing.assert_array_equal(rebuilt(x).numpy(), expected)
+    tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        assert PeriodicEmbedding(F)(x).dtype == tf.float32
+    finally:
+        tf.keras.mixed_precision.set_global_policy("float32")

@@ -242,11 +242,22 @@ def _win_target(result: Optional[Dict], missing: str) -> Dict:
                    + ("" if decided else " (one seed: no standard error)"))
 
 
+def candidate_targets(summary: Dict[str, Dict], names: Sequence[str]) -> Dict[str, Dict]:
+    """For every candidate GRec variant of the run (``grec_*`` in :data:`VARIANTS`): ahead of ``grec`` by more
+    than two standard errors? Not measured (value and pass None) when ``grec`` is not in the same run."""
+    out = {}
+    for name in [n for n in names if n.startswith("grec_") and n in VARIANTS]:
+        result = (compare(summary[name]["mean_auc"], summary["grec"]["mean_auc"])
+                  if name in summary and "grec" in summary else None)
+        out[f"{name} mean AUC - grec mean AUC > 2 SE"] = _win_target(result, f"{name} or grec did not run")
+    return out
+
+
 def targets(summary: Dict[str, Dict], compared: Dict, names: Sequence[str], oracle: Dict,
             has_sparse: bool) -> Dict[str, Dict]:
     """The issue's targets as ``name -> {"value", "limit", "pass", "detail"}``; a target whose rows did not
     run has value and pass None."""
-    out = {}
+    out = candidate_targets(summary, names)
     if "grec" not in names:
         return out
     vs = compared["vs_grec"]

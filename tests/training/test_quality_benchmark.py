@@ -217,6 +217,25 @@ def test_summary_comparisons_sparse_lift_and_targets_from_known_runs():
     assert "GRec mean AUC over CVR/CTCVR - mmoe's > 2 SE" not in targets  # mmoe was not asked for
 
 
+def test_candidate_variants_are_judged_against_grec_of_the_same_run():
+    sentences = ["A/CTR", "B/CTR"]
+    grec = _runs([{"A/CTR": 0.70, "B/CTR": 0.70}, {"A/CTR": 0.72, "B/CTR": 0.72}])
+    cross = _runs([{"A/CTR": 0.80, "B/CTR": 0.80}, {"A/CTR": 0.82, "B/CTR": 0.82}])
+    periodic = _runs([{"A/CTR": 0.70, "B/CTR": 0.71}, {"A/CTR": 0.72, "B/CTR": 0.71}])
+    summary = {name: quality.model_summary(runs, sentences, {}, None)
+               for name, runs in {"grec": grec, "grec_cross": cross, "grec_periodic": periodic}.items()}
+    names = ["grec", "grec_cross", "grec_periodic", "mmoe"]
+    targets = quality.targets(summary, quality.comparisons(summary, sentences), names, {}, has_sparse=False)
+    cross_target = targets["grec_cross mean AUC - grec mean AUC > 2 SE"]
+    assert cross_target["value"] == pytest.approx(0.10) and cross_target["pass"] is True  # 2 SE = 0.0283
+    assert targets["grec_periodic mean AUC - grec mean AUC > 2 SE"]["pass"] is False  # +0.0025: a tie
+    assert not any(key.startswith("mmoe mean AUC") for key in targets)  # a baseline, not a candidate
+    # without grec in the run the candidate's target is present but not measured
+    alone = quality.targets({"grec_cross": summary["grec_cross"]}, {"vs_grec": {}}, ["grec_cross"], {}, False)
+    assert alone == {"grec_cross mean AUC - grec mean AUC > 2 SE": {
+        "value": None, "limit": None, "pass": None, "detail": "not measured: grec_cross or grec did not run"}}
+
+
 def test_deepctr_on_multi_flow_data_becomes_a_note(tmp_path):
     pytest.importorskip("deepctr", reason="the optional peers extra is not installed")
     frame = tiny_frame(64)

@@ -28,8 +28,14 @@ def gelu_exact(x: tf.Tensor) -> tf.Tensor:
     """Exact GELU ``x * Phi(x)``, forward bit-identical to ``tf.nn.gelu(x, approximate=False)`` (Keras's "gelu"),
     with the derivative ``Phi(x) + x * phi(x)`` as one expression that reuses the forward's erfc. A plain
     function (registered, so a ``Dense(activation=gelu_exact)`` serializes as ``"grec_tf>gelu_exact"``)."""
-    return _gelu_with_written_gradient(tf.convert_to_tensor(x))
+    x = tf.convert_to_tensor(x)
+    if x.dtype in _SLOW_ELEMENTWISE:
+        return tf.cast(_gelu_with_written_gradient(tf.cast(x, tf.float32)), x.dtype)
+    return _gelu_with_written_gradient(x)
 
+
+# 16-bit dtypes computed in float32 (see the module doc).
+_SLOW_ELEMENTWISE = (tf.bfloat16, tf.float16)
 
 # Activation names whose cheap-gradient version replaces Keras's own (same forward values).
 _CHEAP_GRADIENT = {"gelu": gelu_exact}

@@ -2,17 +2,49 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from scipy import special
 
 from grec_tf.layers import FeedForwardExperts
 from grec_tf.layers.activations import activation_fn, gelu_exact
 
 
-@pytest.mark.parametrize("dtype", [tf.float32, tf.bfloat16])
-def test_gelu_forward_is_kerass_bit_for_bit_eager_and_traced(dtype):
-    x = tf.cast(tf.constant(np.random.default_rng(0).standard_normal((64, 32)) * 4.0, tf.float32), dtype)
+def test_gelu_forward_is_kerass_bit_for_bit_eager_and_traced():
+    x = tf.constant(np.random.default_rng(0).standard_normal((64, 32)) * 4.0, tf.float32)
     np.testing.assert_array_equal(gelu_exact(x).numpy(), tf.keras.activations.gelu(x).numpy())
     traced = tf.function(gelu_exact)(x).numpy()
     np.testing.assert_array_equal(traced, tf.function(tf.keras.activations.gelu)(x).numpy())
+
+
+@pytest.mark.parametrize("dtype", [tf.bfloat16, tf.float16])
+def test_gelu_of_16_bit_values_is_the_float32_result_rounded_once(dtype):
+    x = tf.cast(tf.constant(np.random.default_rng(0).standard_normal((64, 32)) * 4.0, tf.float32), dtype)
+    y = gelu_exact(x)
+    assert y.dtype == dtype
+    expected = tf.cast(tf.keras.activations.gelu(tf.cast(x, tf.float32)), dtype).numpy()
+    np.testing.assert_array_equal(y.numpy(), expected)
+    np.testing.assert_array_equal(tf.function(gelu_exact)(x).numpy(), expected)
+    # accurate to one unit in the last place of the 16-bit type against GELU in float64, including far left where
+    # GELU is tiny (a chain of 16-bit ops, Keras's, is off there by tens of units)
+    x64 = x.numpy().astype(np.float64)
+    exact = 0.5 * x64 * special.erfc(-x64 / np.sqrt(2.0))
+    mantissa_bits, smallest_subnormal = (7, 2.0 ** -133) if dtype == tf.bfloat16 else (10, 2.0 ** -24)
+    ulp = np.maximum(2.0 ** (np.floor(np.log2(np.maximum(np.abs(exact), 1e-300))) - mantissa_bits), smallest_subnormal)
+    assert np.all(np.abs(expected.astype(np.float64) - exact) <= ulp)
+
+
+def test_gelu_gradient_of_16_bit_values_is_the_float32_gradient_rounded():
+    x = tf.cast(tf.constant(np.random.default_rng(3).standard_normal((64, 32)) * 4.0, tf.float32), tf.bfloat16)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = gelu_exact(x)
+    grad = tape.gradient(y, x)
+    assert grad.dtype == tf.bfloat16
+    x32 = tf.cast(x, tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(x32)
+        y32 = tf.keras.activations.gelu(x32)
+    np.testing.assert_allclose(grad.numpy().astype(np.float32), tape.gradient(y32, x32).numpy(), atol=1e-2,
+                               rtol=1e-2)
 
 
 def test_gelu_gradient_equals_autodiff():

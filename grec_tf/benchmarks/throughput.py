@@ -38,7 +38,10 @@ import tensorflow as tf
 from grec_tf.atomic_files import write_report
 from grec_tf.benchmarks.deepctr_peers import (EMBEDDING_DIM, PEER_MODELS, build_peer, import_peers,
                                               missing_peers_note, peer_arrays, peer_dataset)
+from grec_tf.benchmarks.forward_flops import FLOPS_BATCH
 from grec_tf.benchmarks.quality import VARIANTS
+from grec_tf.benchmarks.step_cost import (flop_rate_split, grec_forward_flops_per_row, peer_forward_flops_per_example,
+                                          profile_markdown, train_step_profile)
 from grec_tf.config import ExperimentConfig, load_config
 from grec_tf.experiment import Experiment, load_experiment
 from grec_tf.metrics import roc_auc
@@ -145,10 +148,12 @@ def _units(frame: pd.DataFrame, unit: str, column: str) -> Dict[str, int]:
 
 
 def grec_row(config: ExperimentConfig, splits: Dict[str, pd.DataFrame], base: Experiment, epochs: int,
-             unit: Tuple[str, str]) -> Dict:
+             unit: Tuple[str, str], profile: bool = False) -> Dict:
     """Trains and times one GRec-TF model (``config`` carries its variant and precision) on ``splits``;
-    the test AUC of each task sentence, their mean, params and the speeds of :func:`speed_row`."""
+    the test AUC of each task sentence, their mean, params, the speeds of :func:`speed_row`, forward FLOPs per
+    long row and per ``unit``, and with ``profile`` the trained step's op time by op type."""
     experiment = Experiment(config, splits=splits, statistics=base.statistics)
+    extra = {}
     try:
         model = experiment.build_model()  # sets the config's mixed-precision policy
         epoch_seconds = fit_timed(model, experiment.dataset("train", shuffle=True), experiment.dataset("valid"),
@@ -157,12 +162,18 @@ def grec_row(config: ExperimentConfig, splits: Dict[str, pd.DataFrame], base: Ex
             lambda batch: model({k: v for k, v in batch.items() if k != "label"}, training=False)["probability"],
             experiment.dataset("test"))
         params = count_params(model)
+        extra["forward_flops_per_row"] = grec_forward_flops_per_row(model, experiment.dataset("test",
+                                                                                              batch_size=FLOPS_BATCH))
+        if profile:
+            extra["step_profile"] = train_step_profile(model, experiment.dataset("train", shuffle=True))
     finally:
         tf.keras.mixed_precision.set_global_policy("float32")
     test = evaluate_scores(splits["test"], scores.astype(np.float64), config)["test"]
     auc = {s: test[s]["auc"] for s in test if not s.startswith("use_case/")}
-    return {"auc": auc, "mean_auc": _mean(list(auc.values())), "params": params,
-            **speed_row(epoch_seconds, _units(splits["train"], *unit), _units(splits["test"], *unit), seconds)}
+    train_units = _units(splits["train"], *unit)
+    extra[f"forward_flops_per_{unit[0]}"] = extra["forward_flops_per_row"] * train_units["rows"] / train_units[unit[0]]
+    return {"auc": auc, "mean_auc": _mean(list(auc.values())), "params": params, **extra,
+            **speed_row(epoch_seconds, train_units, _units(splits["test"], *unit), seconds)}
 
 
 def grec_rows(config_path: str, overrides: List[str], models: Sequence[str], epochs: int, data_dir: str,
@@ -176,7 +187,7 @@ def grec_rows(config_path: str, overrides: List[str], models: Sequence[str], epo
         for precision, policy in PRECISIONS.items():
             print(f"== {base.config.data.source}: {name}/{precision}", flush=True)
             config = load_config(config_path, overrides + VARIANTS[name] + [f"train.mixed_precision={policy}"])
-            rows[f"{name}/{precision}"] = grec_row(config, splits, base, epochs, unit)
+            rows[f"{name}/{precision}"] = grec_row(config, splits, base, epochs, unit, profile=name == "grec")
             tf.keras.backend.clear_session()
     return rows, base
 
@@ -191,11 +202,14 @@ def peer_row(name: str, peers: Dict[str, type], feature_columns: list, arrays: D
                               peer_dataset(arrays["valid"], config, False), "val_loss", epochs)
     scores, seconds = timed_predict(lambda features: tf.concat(model(features, training=False), axis=1),
                                     peer_dataset(arrays["test"], config, False))
+    features = {k: v for k, v in arrays["test"].items() if not k.startswith("label/")}
+    flops = peer_forward_flops_per_example(model, features)
     flow = config.data.flows[0]
     auc = {f"{flow}/{task}": roc_auc(arrays["test"][f"label/{task}"], scores[:, i]) for i, task in enumerate(tasks)}
     units = {split: {unit: len(arrays[split][f"label/{tasks[0]}"]),
                      "rows": len(arrays[split][f"label/{tasks[0]}"]) * len(tasks)} for split in ("train", "test")}
     return {"auc": auc, "mean_auc": _mean(list(auc.values())), "params": count_params(model),
+            f"forward_flops_per_{unit}": flops, "forward_flops_per_row": flops / len(tasks),
             **speed_row(epoch_seconds, units["train"], units["test"], seconds)}
 
 
@@ -246,7 +260,8 @@ def ratios(rows: Dict[str, Dict], unit: str) -> Dict[str, Dict]:
     """Training and inference speed of every row relative to the reference (DeepCTR MMoE when it ran, else
     GRec fp32), and bf16 over fp32 (speeds and mean AUC difference) for each GRec-TF model."""
     reference = "deepctr_mmoe/fp32" if "deepctr_mmoe/fp32" in rows else "grec/fp32"
-    out = {"reference": reference if reference in rows else None, "vs_reference": {}, "bf16_over_fp32": {}}
+    out = {"reference": reference if reference in rows else None, "vs_reference": {}, "bf16_over_fp32": {},
+           "flop_rate_split": flop_rate_split(rows, unit, reference)}
     if reference in rows:
         ref = rows[reference]
         out["vs_reference"] = {
@@ -275,10 +290,13 @@ def targets(sections: Dict[str, Dict]) -> Dict[str, Dict]:
         grec, peer = rows["grec/fp32"], rows["deepctr_mmoe/fp32"]
         ratio = grec["train_persons_per_second"] / peer["train_persons_per_second"]
         equal_auc = bool(grec["mean_auc"] >= peer["mean_auc"])
+        split = sections["adult"]["ratios"].get("flop_rate_split", {}).get("grec/fp32", {})
+        why = (f"; = flop rate {split['flop_rate_ratio']:.2f}x / forward FLOPs per person {split['flops_ratio']:.2f}x"
+               if "flops_ratio" in split else "")
         out[name] = _target(ratio, SPEED_TARGET, bool(ratio >= SPEED_TARGET and equal_auc),
                             f"{grec['train_persons_per_second']:.0f} vs {peer['train_persons_per_second']:.0f} "
-                            f"persons/s; mean AUC {grec['mean_auc']:.4f} (GRec) vs {peer['mean_auc']:.4f} (DeepCTR "
-                            f"MMoE): {'equal or better' if equal_auc else 'worse'}")
+                            f"persons/s{why}; mean AUC {grec['mean_auc']:.4f} (GRec) vs {peer['mean_auc']:.4f} "
+                            f"(DeepCTR MMoE): {'equal or better' if equal_auc else 'worse'}")
     else:
         out[name] = _target(None, SPEED_TARGET, None, "not measured: adult, grec or deepctr_mmoe did not run")
     for dataset, section in sections.items():
@@ -337,7 +355,41 @@ def section_markdown(dataset: str, section: Dict) -> List[str]:
     for model, pair in ratio["bf16_over_fp32"].items():
         lines.append(f"- {model}: bf16 / fp32 training {pair['train']:.2f}x, inference {pair['inference']:.2f}x, "
                      f"mean AUC bf16 - fp32 {pair['mean_auc_delta']:+.4f}")
-    return lines + [f"- Note: {note}" for note in section["notes"]] + [""]
+    lines += [f"- Note: {note}" for note in section["notes"]] + [""]
+    return lines + flops_markdown(unit, ratio) + step_profile_markdown(rows)
+
+
+def flops_markdown(unit: str, ratio: Dict) -> List[str]:
+    """What each model computes and how fast: forward FLOPs per ``unit`` and the training flop rate, both
+    against the reference, whose product is the speed ratio (see ``step_cost``)."""
+    split = ratio.get("flop_rate_split") or {}
+    if not split:
+        return []
+    lines = [f"### Forward FLOPs and flop rate (vs {ratio['reference']})", "",
+             f"Forward FLOPs per {unit[:-1]} from TF's profiler (GRec-TF: bottom and towers of every long row, the "
+             f"encoders left out; DeepCTR: the whole model). Training flop rate = train {unit}/s x forward FLOPs per "
+             f"{unit[:-1]}. Speed ratio = flop-rate ratio / FLOPs ratio: a model slower for computing more is a design "
+             "trade, one slower at computing is an implementation gap.", "",
+             f"| model | forward kFLOPs per {unit[:-1]} | training forward GFLOP/s | FLOPs ratio | flop-rate ratio | "
+             "speed ratio |", "|---|---|---|---|---|---|"]
+    for key, entry in split.items():
+        lines.append(f"| {key} | {entry[f'forward_flops_per_{unit}'] / 1e3:,.0f} | "
+                     f"{entry['train_gflops_per_second']:.1f} | {_fmt(entry.get('flops_ratio'), 2)} | "
+                     f"{_fmt(entry.get('flop_rate_ratio'), 2)} | {_fmt(entry.get('speed_ratio'), 2)} |")
+    return lines + [""]
+
+
+def step_profile_markdown(rows: Dict[str, Dict]) -> List[str]:
+    """Op time of the profiled models' training steps by op type (thread-ms: 2 cores hold up to twice the
+    wall time)."""
+    profiles = {key: row["step_profile"] for key, row in rows.items() if row.get("step_profile")}
+    if not profiles:
+        return []
+    steps = next(iter(profiles.values()))["steps"]
+    return [f"### Where the training step's time goes", "",
+            f"TF profiler, {steps} steps of the trained model after a warm-up; thread-milliseconds per step by op type "
+            "(two cores run up to two at once), each column's largest op types, the rest under `other` (`-`: not "
+            "among that column's largest).", ""] + profile_markdown(profiles) + [""]
 
 
 def markdown(report: Dict) -> str:

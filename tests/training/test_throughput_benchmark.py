@@ -92,6 +92,33 @@ def test_report_structure_and_ranges(report):
     assert "Load average" in md
 
 
+def test_flops_flop_rates_and_the_step_profile(report):
+    out, result = report
+    adult = result["datasets"]["adult"]
+    grec, peer = adult["rows"]["grec/fp32"], adult["rows"]["deepctr_mmoe/fp32"]
+    # a person is two long rows: GRec-TF's forward FLOPs per person are twice those per row
+    assert grec["forward_flops_per_row"] > 0
+    assert grec["forward_flops_per_persons"] == pytest.approx(2 * grec["forward_flops_per_row"])
+    assert peer["forward_flops_per_persons"] == pytest.approx(2 * peer["forward_flops_per_row"])
+    assert peer["forward_flops_per_row"] > 0
+    split = adult["ratios"]["flop_rate_split"]
+    assert set(split) == set(adult["rows"])
+    entry = split["grec/fp32"]
+    assert entry["speed_ratio"] == pytest.approx(adult["ratios"]["vs_reference"]["grec/fp32"]["train"])
+    assert entry["speed_ratio"] == pytest.approx(entry["flop_rate_ratio"] / entry["flops_ratio"])
+    assert split["deepctr_mmoe/fp32"]["flops_ratio"] == pytest.approx(1.0)
+    target = result["targets"]["GRec training persons/s >= 1.0x DeepCTR MMoE (adult)"]
+    assert "flop rate" in target["detail"]
+    for key in ("grec/fp32", "grec/bf16"):  # GRec's step is profiled in both precisions, the others are not
+        profile = adult["rows"][key]["step_profile"]
+        assert profile["op_ms_per_step"] > 0 and 0 < profile["matmul_share"] < 1
+        assert sum(profile["op_ms_by_type"].values()) == pytest.approx(profile["op_ms_per_step"], rel=1e-3)
+    assert "step_profile" not in peer
+    assert any(op.startswith("_Mkl") or "MatMul" in op for op in adult["rows"]["grec/fp32"]["step_profile"]["op_ms_by_type"])
+    md = (out / "throughput.md").read_text()
+    assert "### Forward FLOPs and flop rate" in md and "### Where the training step's time goes" in md
+
+
 def test_deepctr_rows_skipped_with_a_note_when_it_cannot_be_imported(tmp_path, adult_path, monkeypatch):
     for name in [m for m in sys.modules if m == "deepctr" or m.startswith("deepctr.")] + ["deepctr"]:
         monkeypatch.setitem(sys.modules, name, None)  # ``import deepctr...`` now raises ImportError

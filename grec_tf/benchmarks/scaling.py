@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from grec_tf.atomic_files import write_report
+from grec_tf.benchmarks.step_cost import profile_markdown, step_profile
 from grec_tf.benchmarks.step_timing import machine_description, precision_policy, time_interleaved
 from grec_tf.benchmarks.step_timing import round_ratio as same_round_ratio
 from grec_tf.config import ModelConfig
@@ -120,6 +121,9 @@ def _run(rounds: int, sizes: dict, sweeps: Dict[str, List[Tuple[int, int]]], pol
     started = time.time()
     medians, samples = time_interleaved(steps, args, rounds)
     elapsed = time.time() - started
+    t_profiled, e_profiled = sweeps["task_sentences"][0]
+    profiles = {model: step_profile(lambda key=f"{model}/T{t_profiled}/E{e_profiled}": steps[key](*args[key])[0].numpy())
+                for model in MODELS}
 
     def round_ratio(a: str, b: str) -> float:
         return same_round_ratio(samples, a, b)
@@ -149,6 +153,7 @@ def _run(rounds: int, sizes: dict, sweeps: Dict[str, List[Tuple[int, int]]], pol
     return {
         "sweeps": results,
         "targets": scaling_targets(results, sizes["top_k"]),
+        "op_profile": {"task_sentences": t_profiled, "experts": e_profiled, "models": profiles},
         "workload": {**sizes, "routing": "task_sentence", "towers": "one per task sentence (T)",
                      "task_sentence_split": "flows = largest divisor of T that is <= 3 and <= sqrt(T)",
                      "step": "forward + backward (BCE of own tower + aux losses, grads of all weights) "
@@ -213,6 +218,14 @@ def render_markdown(results: dict) -> str:
               "experts": f"Experts grow (T = {sweeps['experts']['fixed'].get('task_sentences')})"}
     for name, sweep in sweeps.items():
         lines += ["", f"## {titles[name]}", ""] + _sweep_table(name, sweep)
+    profile = results.get("op_profile")
+    if profile:
+        lines += ["", f"## Where the step's time goes (T = {profile['task_sentences']}, E = {profile['experts']})", "",
+                  "TF profiler, after the timed rounds: thread-milliseconds per step by op type (two cores run up to "
+                  "two at once), each model's largest op types, the rest under `other` (`-`: not among that model's "
+                  "largest). Matmuls are `_Mkl*MatMul` / `_MklEinsum`; GRec's sparse dispatch is "
+                  "`DynamicPartition`, `GatherV2`, `DynamicStitch` and `UnsortedSegmentSum` and their gradients.",
+                  ""] + profile_markdown(profile["models"])
     lines += ["", "## Targets", "", "| target | value | limit | pass |", "|---|---|---|---|"]
     lines += [f"| {name} | {t['value']:.2f} | {t['limit']} | {'yes' if t['pass'] else 'NO'} |"
               for name, t in results.get("targets", {}).items()]

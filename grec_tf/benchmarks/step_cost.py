@@ -9,7 +9,7 @@ computes more is a design trade; one that runs its FLOPs slower is an implementa
 """
 from __future__ import annotations
 
-from typing import Dict, List, Mapping
+from typing import Callable, Dict, List, Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -41,15 +41,17 @@ def peer_forward_flops_per_example(model: tf.keras.Model, features: Mapping[str,
 
 
 def train_step_profile(model: tf.keras.Model, dataset: tf.data.Dataset) -> Dict:
-    """Op time of the model's Keras train step (after ``fit``: its train function is traced), by op type:
-    ``PROFILE_STEPS`` steps on ``dataset`` after ``PROFILE_WARMUP``. Returns the total thread-ms per step, the
-    matmul share, and the ``PROFILE_TOP`` largest op types (the rest summed under ``other``)."""
+    """:func:`step_profile` of the model's Keras train step (after ``fit``: its train function is traced) on
+    ``dataset``."""
     train = model.make_train_function()
     iterator = iter(dataset.repeat())
+    return step_profile(lambda: tf.nest.map_structure(lambda value: value.numpy(), train(iterator)))
 
-    def step() -> None:
-        tf.nest.map_structure(lambda value: value.numpy(), train(iterator))
 
+def step_profile(step: Callable[[], object]) -> Dict:
+    """Op time of ``step`` (runs one step and waits for it) by op type: ``PROFILE_STEPS`` steps after
+    ``PROFILE_WARMUP``. Returns the total thread-ms per step, the matmul share, and the ``PROFILE_TOP`` largest op
+    types (the rest summed under ``other``)."""
     for _ in range(PROFILE_WARMUP):
         step()
     by_type = op_milliseconds_by_type(step, PROFILE_STEPS)

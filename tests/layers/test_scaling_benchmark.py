@@ -34,6 +34,12 @@ def test_scaling_benchmark_tiny_run(tmp_path):
             assert row[model]["flops"] > 0 and row[model]["params"] > 0
         assert row["grec_over_mmoe"]["ms"] > 0
     assert _point(by_t, task_sentences=6) == _point(by_e, experts=4)  # the shared point, measured once
+    # both models' steps profiled at the first point of the task-sentence sweep; GRec's shows its dispatch ops
+    profile = results["op_profile"]
+    assert (profile["task_sentences"], profile["experts"]) == (3, 4) and set(profile["models"]) == {"grec", "mmoe"}
+    for model in ("grec", "mmoe"):
+        assert profile["models"][model]["op_ms_per_step"] > 0 and 0 < profile["models"][model]["matmul_share"] < 1
+    assert "## Where the step's time goes (T = 3, E = 4)" in report and "| matmul share |" in report
     # one target per point of the task-sentence sweep: GRec's step vs MMoE's at the same E
     assert list(results["targets"]) == [f"GRec (top_k {K}) step <= 1.0 x MMoE step at E=4, T={t}" for t in (3, 6)]
     for target, row in zip(results["targets"].values(), by_t["points"]):

@@ -19,6 +19,7 @@ common encodings directly, others through ``tf.make_ndarray``) and outputs becom
 the server run out of memory, and no request can stop it.
 """
 import logging
+import math
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, List, Mapping, Optional, TypeVar, Union
 
@@ -71,7 +72,7 @@ def tensor_to_input(proto: tensor_pb2.TensorProto, spec: InputSpec, max_bytes: i
     dims = [d.size for d in proto.tensor_shape.dim]
     if any(d < 0 for d in dims):
         raise invalid_argument(f"{where}: TensorProto shape {_fmt_dims(dims)} has a negative dimension")
-    elements = int(np.prod(dims, dtype=object)) if dims else 1
+    elements = math.prod(dims)  # exact Python ints (1 for a scalar): 0.1 us where np.prod takes 3 us
     item_bytes = _OBJECT_BYTES if sent == tf.string else sent.size
     if elements * item_bytes > max_bytes:
         raise invalid_argument(f"{where}: TensorProto shape {_fmt_dims(dims)} holds {elements} values, "
@@ -98,8 +99,12 @@ def _read_values(proto: tensor_pb2.TensorProto, sent: tf.DType, dims: List[int],
     content = proto.tensor_content
     if sent == tf.string:
         if not content and elements and len(proto.string_val) == elements:
-            # A list converts faster than the protobuf container itself.
-            return tf.constant(list(proto.string_val), dtype=tf.string, shape=dims)
+            # A list converts faster than the protobuf container itself; a vector needs no shape
+            # (tf.constant's shape argument costs 2.5 of the 18.5 us of a 256-string vector).
+            values = list(proto.string_val)
+            if len(dims) == 1:
+                return tf.constant(values, dtype=tf.string)
+            return tf.constant(values, dtype=tf.string, shape=dims)
     elif sent in _CONTENT_DTYPES and content and len(content) == elements * sent.size:
         return tf.constant(np.frombuffer(content, dtype=sent.as_numpy_dtype).reshape(dims))
     return tf.make_ndarray(proto)

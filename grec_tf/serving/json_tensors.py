@@ -26,7 +26,9 @@ import tensorflow as tf
 
 from grec_tf.serving.request_codec import InputSpec, to_array
 
-_FAST_LEAF_TYPES = {"string": str, "float32": float, "float64": float}
+# dtype name -> (the JSON leaf type the fast path takes, the tf.DType it builds; a DType, as a name
+# costs tf.constant a lookup per call).
+_FAST_PATHS = {"string": (str, tf.string), "float32": (float, tf.float32), "float64": (float, tf.float64)}
 # The checked path converts through numpy, which cannot hold an int beyond int64 and refuses it as
 # inexact; a float result at or beyond this bound (or NaN) is handed to it to decide.
 _INT64_BOUND = 2.0 ** 63
@@ -43,13 +45,21 @@ def _first_leaf(value: Any) -> Any:
 def to_tensor(value: Any, spec: InputSpec, where: str) -> Union[tf.Tensor, np.ndarray]:
     """Convert one JSON value to ``spec``'s dtype: a ``tf.Tensor`` on the fast path, else
     :func:`~grec_tf.serving.request_codec.to_array`'s numpy array (or its ``ServingError``)."""
-    leaf_type = _FAST_LEAF_TYPES.get(spec.dtype)
-    if leaf_type is not None and type(value) is list and type(_first_leaf(value)) is leaf_type:
+    fast = _FAST_PATHS.get(spec.dtype)
+    if fast is not None and type(value) is list and type(_first_leaf(value)) is fast[0]:
         try:
-            tensor = tf.constant(value, dtype=spec.dtype)
+            tensor = tf.constant(value, dtype=fast[1])
         except Exception:  # noqa: BLE001 - the checked path below explains what was wrong
             tensor = None
-        if tensor is not None and ((np.abs(tensor.numpy()) < _INT64_BOUND).all() if leaf_type is float
-                                   else 1 not in tensor.shape[1:]):
+        if tensor is not None and _fast_result_stands(tensor, fast[0]):
             return tensor
     return to_array(value, spec, where)
+
+
+def _fast_result_stands(tensor: tf.Tensor, leaf_type: type) -> bool:
+    """False for a result the checked path must decide (see the module docstring): a float tensor
+    holding an infinity, a NaN (``max`` of an array with a NaN is NaN, and NaN < bound is False) or a
+    magnitude of 2**63 or more; a string tensor with a dimension of 1 after the batch."""
+    if leaf_type is float:
+        return bool(np.abs(tensor.numpy()).max(initial=0.0) < _INT64_BOUND)
+    return 1 not in tensor.shape.as_list()[1:]

@@ -179,6 +179,8 @@ ENCODINGS = {
     "float64 tensor_content": (np.array([1e300, -0.5, np.nan]), tf.float64, "tensor_content"),
     "int64 tensor_content": (np.array([[2 ** 40, -7]]), tf.int64, "tensor_content"),
     "int32 tensor_content": (np.array([3, -4, 5], np.int32), tf.int32, "tensor_content"),
+    "strings 1-d": (np.array([b"a", b"", b"\xff\x00"], object), tf.string, "string_val"),
+    "a 1-d string of one": (np.array([b"only"], object), tf.string, "string_val"),
     "strings 2-d": (np.array([[b"a", b""], [b"\xff\x00", "\u00e9".encode()]], object), tf.string, "string_val"),
     "a string scalar": (np.array(b"x", object), tf.string, "string_val"),
     "float_val": (np.array([1.5, -2.0], np.float32), tf.float32, "float_val"),

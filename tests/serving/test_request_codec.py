@@ -1,6 +1,7 @@
 """JSON <-> tensor conversion in TF Serving's row and columnar formats (no server, no TensorFlow)."""
 import base64
 import json
+from collections import OrderedDict
 
 import numpy as np
 import pytest
@@ -182,3 +183,38 @@ def test_padded_string_sequences():
     assert "element 1" in _err({"instances": [["home", "phones"], ["deals"]]}, spec)
     assert "DT_STRING" in _err({"inputs": [["home", 3], ["deals", "x"]]}, spec)
     assert "pages" in _err({"inputs": [["home"], "deals"]}, spec)
+
+
+def test_row_instances_in_any_key_order_give_the_columnar_tensors():
+    rows = [dict(reversed(list(ROWS[0].items()))), ROWS[1]]  # keys in another order than the signature's
+    row, _ = _decode({"instances": rows})
+    col, _ = _decode({"inputs": {k: [r[k] for r in ROWS] for k in SPECS}})
+    for k in SPECS:
+        assert row[k].dtype == col[k].dtype
+        np.testing.assert_array_equal(row[k], col[k])
+
+
+def test_an_instance_with_a_renamed_key_is_refused_with_both_names():
+    # As many keys as the signature has inputs, one of them wrong: refused naming the first bad instance.
+    rows = [ROWS[0], dict(ROWS[1]), dict(ROWS[1])]
+    rows[1]["cost"] = rows[1].pop("price")
+    rows[2]["label"] = rows[2].pop("flag")
+    msg = _err({"instances": rows})
+    assert msg.startswith("Failed to process element: 1 of 'instances' list: missing input(s) 'price'; "
+                          "unexpected key(s) 'cost'; keys must be equal to: emb,flag,flow,item_id,price,seq "
+                          "(signature 'serving_default' takes 'flow' (DT_STRING of shape [-1]), "), msg
+
+
+def test_a_binary_value_where_an_instance_belongs_is_refused():
+    msg = _err({"instances": [ROWS[0], {"b64": "YWJj"}]})
+    assert msg == "Expecting object but got Object at item 1 of input list"
+
+
+def test_instances_of_one_named_input_and_dict_subclasses():
+    spec = {"x": InputSpec("x", "float32", (None, 2))}
+    t, fmt = _decode({"instances": [{"x": [1, 2]}, {"x": [3, 4.5]}]}, spec)
+    assert fmt == ROW and t["x"].dtype == np.float32 and t["x"].tolist() == [[1, 2], [3, 4.5]]
+    rows = [OrderedDict(r) for r in ROWS]  # not what a JSON parser gives, but objects all the same
+    t, _ = _decode({"instances": rows})
+    np.testing.assert_array_equal(t["seq"], [[1, 2, 0], [3, 0, 0]])
+    assert t["flow"].tolist() == [b"AAL", b"\xffEUP"]

@@ -80,6 +80,8 @@ ACTIVATIONS = ("gelu", "relu", "silu", "swish", "elu", "selu", "tanh", "sigmoid"
 ROUTE_EMBEDDING_DIM_DEFAULT = 16  # model.route_embedding_dim when unset
 # model.numerical_embedding: how FeatureGroupEncoder embeds normalized numericals
 NUMERICAL_EMBEDDINGS = ("linear", "periodic")
+# train.learning_rate_schedule: how the optimizer's rate moves over the run (grec_tf.training.optimizer)
+LEARNING_RATE_SCHEDULES = ("constant", "warmup_cosine")
 
 
 # ---- field records --------------------------------------------------------------------------------
@@ -388,7 +390,25 @@ class TrainConfig(_Section):
     SECTION = "train"
 
     epochs: int = setting(3, help="Maximum passes over the training split.", example=10, bounds=AT_LEAST_1)
-    learning_rate: float = setting(2e-3, help="Adam learning rate.", example=0.001, bounds=POSITIVE)
+    learning_rate: float = setting(2e-3, help="Adam learning rate (with warmup_cosine: the peak rate).",
+                                   example=0.001, bounds=POSITIVE)
+    learning_rate_schedule: str = setting("constant", help="constant: learning_rate at every step; "
+                                                           "warmup_cosine: linear warm-up from 0 to learning_rate "
+                                                           "over warmup_fraction of the run's optimizer steps "
+                                                           "(epochs x training batches per epoch), then cosine "
+                                                           "decay to 0 at the last step (Keras CosineDecay; early "
+                                                           "stopping ends the run before the decay does).",
+                                          example="warmup_cosine", choices=LEARNING_RATE_SCHEDULES)
+    warmup_fraction: float = setting(0.05, help="warmup_cosine: share of the run's optimizer steps spent "
+                                                "warming up.", example=0.1, bounds=FRACTION)
+    weight_decay: float = setting(0.0, help="0: Adam. > 0: AdamW with this decoupled weight decay (each step "
+                                            "multiplies a weight by 1 - learning rate x weight_decay). Biases, "
+                                            "layer-norm scales and offsets and embedding tables are not decayed "
+                                            "(variables whose name contains bias, gamma, beta or embedding, "
+                                            "through AdamW's exclude_from_weight_decay): shrinking a rare id's "
+                                            "row at every step would erase what its few batches taught, and "
+                                            "offsets and scales are not what over-fits.",
+                                  example=1e-4, bounds=AT_LEAST_0)
     steps_per_execution: int = setting(1, help="Training steps per tf.function call (Keras compile).",
                                        example=32, bounds=AT_LEAST_1)
     checkpoint_every: int = setting(200, help="Steps between BackupAndRestore checkpoints (a restarted run "
@@ -684,6 +704,8 @@ APPLICABILITY_RULES: Tuple[ApplicabilityRule, ...] = (
                       lambda c, _: _GENERATED if c.data.source == "telecom" and c.data.path is None else _GIVEN,
                       {_GENERATED: (), _GIVEN: ("path",)}),
     ApplicabilityRule("data", "split mode", _split_mode, FRACTIONS_BY_SPLIT_MODE),
+    ApplicabilityRule("train", "train.learning_rate_schedule", lambda c, _: c.train.learning_rate_schedule,
+                      {"constant": (), "warmup_cosine": ("warmup_fraction",)}),
 )
 
 

@@ -27,7 +27,8 @@ from grec_tf.data.feature_arrays import IMPRESSION_KEY, frame_to_arrays
 from grec_tf.data.feature_statistics import FeatureStatistics, compute_feature_statistics
 from grec_tf.data.input_specs import placeholder_batch
 from grec_tf.data.sources import LoadedData, load_data
-from grec_tf.data.tfrecord_source import evaluation_frame, read_statistics, shard_files, tfrecord_dataset
+from grec_tf.data.tfrecord_source import (evaluation_frame, read_manifest, read_statistics, shard_files,
+                                          tfrecord_dataset)
 from grec_tf.models.factory import build_ranker, validate_model_config
 from grec_tf.models.multi_task_ranker import MultiTaskRanker
 from grec_tf.serving.signatures import export_model
@@ -35,6 +36,7 @@ from grec_tf.serving.sub_model import export_sub_model
 from grec_tf.training import distribution, run_folder
 from grec_tf.training.evaluation import evaluate_scores, predict_probabilities
 from grec_tf.training.expert_utilization import expert_utilization
+from grec_tf.training.optimizer import make_optimizer
 from grec_tf.training.trainer import TrainingRun, count_params, fit
 
 #: model keys named in a run's summary (``metrics.json`` "model"), when they apply -> their label there
@@ -122,9 +124,17 @@ class Experiment:
         with (strategy or self.strategy).scope():
             model = build_ranker(self.config, statistics)
             model(placeholder_batch(self.config), training=False)  # variables exist before fit/restore
-            model.compile(optimizer=tf.keras.optimizers.Adam(t.learning_rate),
-                          steps_per_execution=t.steps_per_execution)
+            # a constant rate never reads the step count: don't load the splits for it (load_run)
+            steps = self.total_train_steps() if t.learning_rate_schedule != "constant" else 0
+            model.compile(optimizer=make_optimizer(t, steps), steps_per_execution=t.steps_per_execution)
         return model
+
+    def total_train_steps(self) -> int:
+        """Optimizer steps of a full run: ``train.epochs`` x the training batches of an epoch, ceil(train rows /
+        ``data.batch_size``) (a training batch holds ``data.batch_size`` rows, the last one fewer; under a
+        distribution strategy ``data.batch_size`` is the global batch, one optimizer step)."""
+        rows = read_manifest(self.config)["rows"]["train"] if self.streams else len(self.splits["train"])
+        return self.config.train.epochs * -(-rows // self.config.data.batch_size)
 
     def evaluate(self, model: tf.keras.Model, split: str = "test") -> Dict:
         """``{"test": metrics per task sentence and use case}`` (+ ``"oracle"`` when the data has one)."""

@@ -40,6 +40,11 @@ def test_telecom_config_has_twelve_task_sentences():
     ({"model": {"tower_units": [64, 0]}}, "model.tower_units[1]: expected >= 1, got 0"),
     ({"model": {"loss_weights": {"CVR": -1}}}, "model.loss_weights.CVR: expected >= 0, got -1.0"),
     ({"features": [{"name": "v", "kind": "embedding"}]}, "features[v].dim: an embedding feature needs dim > 0"),
+    ({"train": {"learning_rate_schedule": "cosine"}},
+     "train.learning_rate_schedule: expected one of ['constant', 'warmup_cosine'], got 'cosine'"),
+    ({"train": {"warmup_fraction": 1.0}}, "train.warmup_fraction: expected in [0, 1), got 1.0"),
+    ({"train": {"warmup_fraction": -0.1}}, "train.warmup_fraction: expected in [0, 1), got -0.1"),
+    ({"train": {"weight_decay": -1e-4}}, "train.weight_decay: expected >= 0, got -0.0001"),
 ])
 def test_invalid_configs_name_the_key(raw, fragment):
     with pytest.raises(ConfigError) as err:

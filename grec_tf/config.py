@@ -19,6 +19,7 @@ This module imports neither TensorFlow, pandas nor numpy: ``--help`` paths impor
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -745,6 +746,25 @@ def unapplied_keys(config: ExperimentConfig, split_mode: Optional[str] = None) -
 
 
 # ---- reading configs ------------------------------------------------------------------------------
+class _ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's floats: PyYAML follows YAML 1.1, where ``1e-4`` (no dot) is a
+    string, so ``learning_rate: 1e-4`` or ``--set train.weight_decay=1e-4`` would be refused as "not a number"."""
+
+
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                    |[-+]?\.(?:inf|Inf|INF)
+                    |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def apply_overrides(raw: Dict[str, Any], overrides: Sequence[str]) -> Dict[str, Any]:
     """Applies ``a.b=value`` overrides to a raw config mapping; values are parsed as YAML."""
     for item in overrides:
@@ -752,7 +772,7 @@ def apply_overrides(raw: Dict[str, Any], overrides: Sequence[str]) -> Dict[str, 
             raise ConfigError(f"--set {item!r}: expected key.path=value")
         key, text = item.split("=", 1)
         try:
-            value = yaml.safe_load(text)
+            value = _load_yaml(text)
         except yaml.YAMLError as err:
             raise ConfigError(f"--set {key}: value {text!r} is not valid YAML ({err})") from None
         node = raw
@@ -789,7 +809,7 @@ def load_config(path: Optional[str], overrides: Sequence[str] = ()) -> Experimen
     if not file.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        raw = yaml.safe_load(file.read_text())
+        raw = _load_yaml(file.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: malformed YAML: {err}") from None
     if raw is not None and not isinstance(raw, dict):

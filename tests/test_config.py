@@ -144,3 +144,15 @@ def test_text_encoder_heads_must_divide_the_token_width_when_text_is_encoded():
         parse_config({"features": text, "model": {"text_encoder": {"num_heads": 3}}})
     parse_config({"model": {"text_encoder": {"num_heads": 3}}})  # no text feature: not read
     parse_config({"features": text, "model": {"d_model": 96, "text_encoder": {"num_heads": 3}}})
+
+
+def test_exponent_floats_without_a_dot_are_numbers_in_files_and_overrides(tmp_path):
+    """YAML 1.2 floats: PyYAML alone reads ``1e-4`` as a string (YAML 1.1), which a float setting refuses."""
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  learning_rate: 1e-3\n  weight_decay: 2E-5\n")
+    config = load_config(str(path), ["data.valid_fraction=1e-1"])
+    assert config.train.learning_rate == pytest.approx(1e-3) and config.train.weight_decay == pytest.approx(2e-5)
+    assert config.data.valid_fraction == pytest.approx(0.1)
+    assert load_config(None, ["train.weight_decay=1e-4"]).train.weight_decay == pytest.approx(1e-4)
+    # quoted, it is still text, and a string key keeps it
+    assert load_config(None, ['name="1e-4"']).name == "1e-4"

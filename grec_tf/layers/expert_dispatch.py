@@ -21,10 +21,38 @@ tokens, E = 8, k = 4, F = 128, 6 route ids) a GRec training step took 0.75-0.9x 
 (:func:`gather_with_dense_gradient`). With more possible routes than experts (telecom: 4 x 5 route ids, E = 8) the
 rows take their route's experts and are dispatched by expert, which keeps the traced step at E pairs of expert
 matmuls whatever the number of task sentences.
+
+Under a 16-bit compute dtype each expert's (or route's) rows are padded to a bucketed count
+(:func:`bucketed_row_count`: at most 1/8 more rows, about 8 sizes per doubling) and the padding's outputs dropped.
+The rows an expert gets change with every batch, and oneDNN builds (JIT-compiles) a new bfloat16 matmul kernel for
+every new shape: on telecom (E = 8, dispatch by expert) a bfloat16 GRec step spent 31.6 ms per step in matmuls
+against 5.3 ms in float32 (TF profiler), and one [M, 64] x [64, 512] matmul took 0.96 ms with M changing per call
+against 0.62 ms with M fixed (float32: 0.88 vs 0.79, so float32 rows are not padded).
 """
 from typing import Callable, Optional, Tuple
 
 import tensorflow as tf
+
+#: compute dtypes whose rows are padded to bucketed counts (see the module doc)
+_BUCKETED_DTYPES = (tf.bfloat16, tf.float16)
+
+
+def bucketed_row_count(count: tf.Tensor) -> tf.Tensor:
+    """``count`` (int32 scalar >= 0) rounded up to a multiple of 2 ** max(floor(log2 count) - 3, 0): at most
+    ``count / 8`` more, and 8 possible sizes between two powers of two (exact below 16)."""
+    count = tf.cast(count, tf.int32)
+    exponent = tf.floor(tf.math.log(tf.cast(tf.maximum(count, 1), tf.float32)) / tf.math.log(2.0))
+    step = tf.cast(tf.pow(2.0, tf.maximum(exponent - 3.0, 0.0)), tf.int32)
+    return (count + step - 1) // step * step
+
+
+def _padded(values: tf.Tensor, bucket: bool) -> Tuple[tf.Tensor, tf.Tensor]:
+    """(``values`` [n, ...] padded with zeros to :func:`bucketed_row_count` rows when ``bucket``, n)."""
+    count = tf.shape(values)[0]
+    if not bucket:
+        return values, count
+    padding = [[0, bucketed_row_count(count) - count]] + [[0, 0]] * (len(values.shape) - 1)
+    return tf.pad(values, padding), count
 
 
 def dispatch_by_expert(units: tf.Tensor, experts: tf.Tensor, gates: tf.Tensor, kernel_in: tf.Tensor,
@@ -60,12 +88,15 @@ def dispatch_by_expert(units: tf.Tensor, experts: tf.Tensor, gates: tf.Tensor, k
     gate_parts = tf.dynamic_partition(assign_gate, partition, num_experts + 1)
     w_in, b_in, w_out, b_out = (tf.unstack(weight, num=num_experts) for weight in
                                 (kernel_in, bias_in, kernel_out, bias_out))
+    bucket = units.dtype in _BUCKETED_DTYPES
     outputs = []
     for e in range(num_experts):
-        rows = tf.reshape(tf.gather(flat_units, unit_parts[e]), [-1, width])  # [n_e * S, D]
+        index, count = _padded(unit_parts[e], bucket)  # padding gathers unit 0; its outputs are dropped
+        rows = tf.reshape(tf.gather(flat_units, index), [-1, width])  # [n_e * S, D]
         hidden = activation(tf.matmul(rows, w_in[e]) + b_in[e])
         out = tf.matmul(hidden, w_out[e]) + b_out[e]
-        outputs.append(tf.reshape(out, [-1, tokens_per_unit * width]) * gate_parts[e][:, tf.newaxis])
+        out = tf.reshape(out, [-1, tokens_per_unit * width])[:count]
+        outputs.append(out * gate_parts[e][:, tf.newaxis])
     y = tf.math.unsorted_segment_sum(tf.concat(outputs, axis=0), tf.concat(unit_parts[:num_experts], axis=0),
                                      num_units)
     kept = tf.transpose(tf.reshape(keep, [top_k, num_units]))
@@ -129,11 +160,13 @@ def dispatch_fused_routes(rows: tf.Tensor, route_index: tf.Tensor, route_experts
                                   kernel_out, bias_out)
     # unstacked once: the gradient is one stack, where an index per route would scatter into zeros each time
     w_in, b_in, w_out, b_out = (tf.unstack(weight, num=num_routes) for weight in weights)
+    bucket = rows.dtype in _BUCKETED_DTYPES
     outputs = []
     for r in range(num_routes):
-        flat = tf.reshape(parts[r], [-1, width])  # [n_r * S, D]
+        part, count = _padded(parts[r], bucket)
+        flat = tf.reshape(part, [-1, width])  # [n_r * S, D]
         out = tf.matmul(activation(tf.matmul(flat, w_in[r]) + b_in[r]), w_out[r]) + b_out[r]
-        outputs.append(tf.reshape(out, [-1, tokens, width]))
+        outputs.append(tf.reshape(out, [-1, tokens, width])[:count])
     return tf.dynamic_stitch(positions, outputs)
 
 

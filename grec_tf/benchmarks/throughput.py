@@ -195,7 +195,7 @@ def grec_rows(config_path: str, overrides: List[str], models: Sequence[str], epo
 def peer_row(name: str, peers: Dict[str, type], feature_columns: list, arrays: Dict[str, Dict[str, np.ndarray]],
              config: ExperimentConfig, epochs: int, unit: str) -> Dict:
     """Trains and times one DeepCTR model (``name``: a ``PEER_MODELS`` key, its default architecture) in
-    float32; the same report as :func:`grec_row`."""
+    float32; the same report as :func:`grec_row` (DeepCTR's MMoE, the reference, with its step profiled)."""
     tasks = list(config.data.use_cases)
     model = build_peer(name, peers, feature_columns, config)
     epoch_seconds = fit_timed(model, peer_dataset(arrays["train"], config, True),
@@ -204,12 +204,14 @@ def peer_row(name: str, peers: Dict[str, type], feature_columns: list, arrays: D
                                     peer_dataset(arrays["test"], config, False))
     features = {k: v for k, v in arrays["test"].items() if not k.startswith("label/")}
     flops = peer_forward_flops_per_example(model, features)
+    extra = {"step_profile": train_step_profile(model, peer_dataset(arrays["train"], config, True))} \
+        if name == "deepctr_mmoe" else {}
     flow = config.data.flows[0]
     auc = {f"{flow}/{task}": roc_auc(arrays["test"][f"label/{task}"], scores[:, i]) for i, task in enumerate(tasks)}
     units = {split: {unit: len(arrays[split][f"label/{tasks[0]}"]),
                      "rows": len(arrays[split][f"label/{tasks[0]}"]) * len(tasks)} for split in ("train", "test")}
     return {"auc": auc, "mean_auc": _mean(list(auc.values())), "params": count_params(model),
-            f"forward_flops_per_{unit}": flops, "forward_flops_per_row": flops / len(tasks),
+            f"forward_flops_per_{unit}": flops, "forward_flops_per_row": flops / len(tasks), **extra,
             **speed_row(epoch_seconds, units["train"], units["test"], seconds)}
 
 
@@ -389,7 +391,9 @@ def step_profile_markdown(rows: Dict[str, Dict]) -> List[str]:
     return [f"### Where the training step's time goes", "",
             f"TF profiler, {steps} steps of the trained model after a warm-up; thread-milliseconds per step by op type "
             "(two cores run up to two at once), each column's largest op types, the rest under `other` (`-`: not "
-            "among that column's largest).", ""] + profile_markdown(profiles) + [""]
+            "among that column's largest). A step is one batch of the model's own rows: long rows for GRec-TF, "
+            "persons (or impressions) for DeepCTR, so compare shares, not milliseconds.", ""] \
+        + profile_markdown(profiles) + [""]
 
 
 def markdown(report: Dict) -> str:

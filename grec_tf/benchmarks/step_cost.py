@@ -1,5 +1,6 @@
-"""What a training step costs, for the ``throughput`` benchmark: forward FLOPs per example and the step's op time
-by op type. They split a speed ratio between two models into how much each must compute and how fast it computes:
+"""What a training step costs, for the ``throughput`` benchmark (and the op-time table of ``scaling``): forward
+FLOPs per example and the step's op time by op type. They split a speed ratio between two models into how much each
+must compute and how fast it computes:
 
     speed ratio (examples/s) = flop-rate ratio / FLOPs ratio,
 

@@ -31,6 +31,21 @@ def test_orderings_follow_the_two_standard_error_rule():
     assert checks["task-sentence routing beats MMoE 4/4 on AP in every use case"]["value"] == 0
 
 
+def test_sentence_routing_weakest_only_beyond_the_noise():
+    same = {u: [0.60, 0.61, 0.62] for u in routing.USE_CASES}
+    slightly_lower = {u: [0.595, 0.61, 0.62] for u in routing.USE_CASES}   # lowest mean, inside two SE
+    flops = {"token": 400.0, "sentence": 100.0, "task": 50.0, "task_sentence": 150.0}
+    name = "sentence routing is the weakest routing (lowest mean AP, a loss to every other routing)"
+    check = routing.orderings(_summary({"token": same, "sentence": slightly_lower, "task": same,
+                                        "task_sentence": same}, flops))[name]
+    assert check["value"] == "sentence" and not check["pass"]
+    assert check["detail"]["sentence vs"]["token"] == {u: "tie" for u in routing.USE_CASES}
+    lower = {u: [0.50, 0.51, 0.52] for u in routing.USE_CASES}
+    check = routing.orderings(_summary({"token": same, "sentence": lower, "task": same, "task_sentence": same},
+                                       flops))[name]
+    assert check["pass"]
+
+
 def test_quick_run_writes_table_one(tmp_path):
     report = routing.run(str(tmp_path), seeds="1", quick="1", variants="mmoe_4_4,token,task_sentence")
     written = json.loads((tmp_path / "routing.json").read_text())

@@ -97,7 +97,8 @@ def orderings(summary: Dict[str, Dict]) -> Dict[str, Dict]:
     """The paper's claims about Table 1 checked on ours, as targets ``{"value", "limit", "pass", "detail"}``.
 
     AP comparisons use the two-standard-error rule of :func:`compare`; "holds" for a claim of equality means a
-    tie on every use case, for a claim of superiority a win (or, for "at least", no loss)."""
+    tie on every use case, for a claim of superiority a win (or, for "at least", no loss), for a claim of
+    inferiority a loss."""
     def ap(name: str, use_case: str) -> Dict:
         return summary[name]["use_cases"][use_case]["ap"]
 

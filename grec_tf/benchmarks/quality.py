@@ -61,6 +61,7 @@ VARIANTS: Dict[str, List[str]] = {
     "grec_cross": _GREC + ["model.cross_layers=2"],
     "grec_warmup_cosine": _GREC + ["train.learning_rate_schedule=warmup_cosine"],
     "grec_weight_decay": _GREC + ["train.weight_decay=0.0001"],  # YAML 1.1 reads 1e-4 as a string
+    "grec_sentence_towers": _GREC + ["model.towers=task_sentence"],
     "mmoe": ["model.type=mmoe", "model.num_experts=8"],
     "shared_bottom": ["model.type=shared_bottom"],
     "single_task": ["model.type=single_task"],

@@ -23,9 +23,10 @@ PROFILE_WARMUP, PROFILE_STEPS, PROFILE_TOP = 3, 10, 10
 
 def grec_forward_flops_per_row(model: tf.keras.Model, dataset: tf.data.Dataset) -> float:
     """Forward FLOPs per long row of a GRec-TF ranker's bottom and towers on the first batch of ``dataset``
-    (feature dicts; a ``label`` entry is dropped). The encoders are left out (see ``model_flops``)."""
+    (feature dicts; a ``label`` entry is dropped), as training computes them: the token mixer's shared work once
+    per impression of the batch (``model_flops(..., shared=True)``). The encoders are left out."""
     batch = next(iter(dataset))
-    return float(model_flops(model, {k: v for k, v in batch.items() if k != "label"})["total"])
+    return float(model_flops(model, {k: v for k, v in batch.items() if k != "label"}, shared=True)["total"])
 
 
 def peer_forward_flops_per_example(model: tf.keras.Model, features: Mapping[str, np.ndarray]) -> float:

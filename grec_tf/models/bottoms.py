@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from grec_tf.layers import SparseMoE
 from grec_tf.layers.activations import gelu_exact
+from grec_tf.layers.shared_tokens import TokenStack, dense_tokens, token_width
 
 
 @tf.keras.utils.register_keras_serializable(package="grec_tf")
@@ -23,7 +24,8 @@ class SparseMoEBottom(tf.keras.layers.Layer):
       pool_attention: a learned query [1, D] attends over the S tokens (a
         :class:`~grec_tf.layers.MultiQueryAttention`); its output plus the token mean is the representation.
 
-    Call: tokens [B, S, D], flow_id [B], use_case_id [B] -> ([B, D], dispatch [B, E] float32).
+    Call: tokens [B, S, D] (or a factored stack, :mod:`grec_tf.layers.shared_tokens`, which the mixer takes as it
+    is when its ``takes_shared_tokens`` is True), flow_id [B], use_case_id [B] -> ([B, D], dispatch [B, E] float32).
     """
 
     def __init__(self, mixer: tf.keras.layers.Layer, moe: SparseMoE, pool_attention: tf.keras.layers.Layer,
@@ -31,14 +33,19 @@ class SparseMoEBottom(tf.keras.layers.Layer):
         super().__init__(**kwargs)
         self.mixer, self.moe, self.pool_attention = mixer, moe, pool_attention
 
+    @property
+    def takes_shared_tokens(self) -> bool:
+        """Whether a factored token stack saves work here: the mixer, the only part before routing, takes it."""
+        return bool(getattr(self.mixer, "takes_shared_tokens", False))
+
     def build(self, input_shape) -> None:
-        self.pool_query = self.add_weight(name="pool_query", shape=(1, 1, int(input_shape[-1])),
+        self.pool_query = self.add_weight(name="pool_query", shape=(1, 1, token_width(input_shape)),
                                           initializer="glorot_uniform")
         super().build(input_shape)
 
-    def call(self, tokens: tf.Tensor, flow_id: tf.Tensor, use_case_id: tf.Tensor,
+    def call(self, tokens: TokenStack, flow_id: tf.Tensor, use_case_id: tf.Tensor,
              training=None) -> Tuple[tf.Tensor, tf.Tensor]:
-        x = self.mixer(tokens, training=training)
+        x = self.mixer(tokens if self.takes_shared_tokens else dense_tokens(tokens), training=training)
         x, dispatch = self.moe(x, flow_id=flow_id, use_case_id=use_case_id, training=training, return_routing=True)
         query = tf.tile(tf.cast(self.pool_query, x.dtype), [tf.shape(x)[0], 1, 1])
         pooled = self.pool_attention(query, x, training=training)[:, 0] + tf.reduce_mean(x, axis=1)

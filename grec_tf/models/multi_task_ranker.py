@@ -13,6 +13,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from grec_tf.data.feature_arrays import IMPRESSION_KEY
+from grec_tf.layers.shared_tokens import shared_tokens
 from grec_tf.models.task_sentence_embedding import TaskSentenceEmbedding
 
 #: the S = 5 tokens of the stack, in order
@@ -174,30 +175,43 @@ class MultiTaskRanker(tfrs.models.Model):
         stack = tf.stack([tf.cast(tokens[name], self.compute_dtype) for name in ENCODED_TOKENS], axis=1)
         return tf.ensure_shape(stack, [None, len(ENCODED_TOKENS), self.d_model])
 
-    def encode_impressions(self, features: Dict[str, tf.Tensor], training=None) -> tf.Tensor:
-        """:meth:`encode` of every row [B, 4, D], computed once per impression when ``features`` has
-        ``impression_key`` [B] (rows with equal keys have equal model inputs, see
-        :func:`grec_tf.data.feature_arrays.impression_keys`): the first row of each key is encoded and its tokens
-        are gathered back to the key's other rows. Dropout inside the encoders then draws one mask per
-        impression instead of one per row. Without the key (serving) every row is encoded."""
+    def encode_shared(self, features: Dict[str, tf.Tensor],
+                      training=None) -> Tuple[tf.Tensor, Optional[tf.Tensor]]:
+        """:meth:`encode` once per impression: ``(encoded [N, 4, D], rows [B] int32)``, row i's tokens being
+        ``encoded[rows[i]]``, when ``features`` has ``impression_key`` [B] (rows with equal keys have equal model
+        inputs, see :func:`grec_tf.data.feature_arrays.impression_keys`; the first row of each key is encoded).
+        Dropout inside the encoders then draws one mask per impression instead of one per row. Without the key
+        (serving) every row is encoded: ``(encoded [B, 4, D], None)``."""
         if IMPRESSION_KEY not in features:
-            return self.encode(features, training=training)
-        keys, inverse = tf.unique(features[IMPRESSION_KEY], out_idx=tf.int32)
-        first = tf.math.unsorted_segment_min(tf.range(tf.size(inverse)), inverse, tf.size(keys))
+            return self.encode(features, training=training), None
+        keys, rows = tf.unique(features[IMPRESSION_KEY], out_idx=tf.int32)
+        first = tf.math.unsorted_segment_min(tf.range(tf.size(rows)), rows, tf.size(keys))
         inputs = {name: tf.gather(value, first) for name, value in features.items()
                   if name not in NOT_ENCODED}
-        return tf.gather(self.encode(inputs, training=training), inverse)
+        return self.encode(inputs, training=training), rows
 
-    def task_tokens(self, encoded: tf.Tensor, flow: tf.Tensor, use_case: tf.Tensor) -> Dict[str, tf.Tensor]:
-        """Route ids ``flow_id``, ``use_case_id`` [B] int64 and the token stack ``tokens`` [B, S=5, D]: the
-        encoded tokens [B, 4, D] followed by the task token of each row's (flow, use case)."""
+    def encode_impressions(self, features: Dict[str, tf.Tensor], training=None) -> tf.Tensor:
+        """:meth:`encode` of every row [B, 4, D], computed once per impression (:meth:`encode_shared`)."""
+        encoded, rows = self.encode_shared(features, training=training)
+        return encoded if rows is None else tf.gather(encoded, rows)
+
+    def task_tokens(self, encoded: tf.Tensor, flow: tf.Tensor, use_case: tf.Tensor,
+                    rows: Optional[tf.Tensor] = None) -> Dict[str, tf.Tensor]:
+        """Route ids ``flow_id``, ``use_case_id`` [B] int64 and the token stack ``tokens``: the encoded tokens
+        followed by the task token of each row's (flow, use case). ``encoded`` is [B, 4, D], or [N, 4, D] with
+        ``rows`` [B] int32 naming each row's; then a bottom that ``takes_shared_tokens`` gets the factored stack
+        (:mod:`grec_tf.layers.shared_tokens`), any other the dense [B, S=5, D]."""
         flow_id, use_case_id, task_token = self.task_embedding(flow, use_case)
-        stack = tf.concat([encoded, tf.cast(task_token, self.compute_dtype)[:, None, :]], axis=1)
-        stack = tf.ensure_shape(stack, [None, len(TOKENS), self.d_model])
+        own = tf.cast(task_token, self.compute_dtype)[:, None, :]
+        if rows is not None and getattr(self.bottom, "takes_shared_tokens", False):
+            return {"flow_id": flow_id, "use_case_id": use_case_id, "tokens": shared_tokens(encoded, rows, own)}
+        if rows is not None:
+            encoded = tf.gather(encoded, rows)
+        stack = tf.ensure_shape(tf.concat([encoded, own], axis=1), [None, len(TOKENS), self.d_model])
         return {"flow_id": flow_id, "use_case_id": use_case_id, "tokens": stack}
 
     def tokens(self, features: Dict[str, tf.Tensor], training=None) -> Dict[str, tf.Tensor]:
-        """Route ids ``flow_id``, ``use_case_id`` [B] int64 and the token stack ``tokens`` [B, S=5, D]."""
+        """Route ids ``flow_id``, ``use_case_id`` [B] int64 and the dense token stack ``tokens`` [B, S=5, D]."""
         encoded = self.encode_impressions(features, training=training)
         return self.task_tokens(encoded, features["flow"], features["use_case"])
 
@@ -218,13 +232,15 @@ class MultiTaskRanker(tfrs.models.Model):
 
         ``every_tower``: also return ``logits`` [B, T] of every tower (``logit`` is then gathered from them);
         by default only each row's own tower runs (see :meth:`score`)."""
-        encoded = self.encode_impressions(features, training=training)
+        encoded, rows = self.encode_shared(features, training=training)
         if score_use_cases is None:
             flow, use_case = features["flow"], features["use_case"]
-        else:  # use_case may be absent: every row is scored for each of score_use_cases
-            encoded = tf.repeat(encoded, tf.shape(score_use_cases)[0], axis=0)
+        else:  # use_case may be absent: every row is scored for each of score_use_cases, its tokens shared
+            rows = tf.range(tf.shape(encoded)[0]) if rows is None else rows
+            rows = tf.repeat(rows, tf.shape(score_use_cases)[0], axis=0)
             flow, use_case = task_sentences_per_use_case(features["flow"], score_use_cases)
-        return self.score(self.task_tokens(encoded, flow, use_case), training=training, every_tower=every_tower)
+        return self.score(self.task_tokens(encoded, flow, use_case, rows), training=training,
+                          every_tower=every_tower)
 
     def score(self, tokens: Dict[str, tf.Tensor], training=None, every_tower: bool = False) -> Dict[str, tf.Tensor]:
         """The task-dependent part of :meth:`call` on :meth:`task_tokens`' output: bottom, then the row's own

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from grec_tf.layers import MultiQueryAttention, ParallelTransformerBlock
+from grec_tf.layers.shared_tokens import dense_tokens, shared_tokens
 
 B, L, D, H, K = 4, 6, 16, 4, 8
 
@@ -153,3 +154,50 @@ def test_attention_layers_mixed_bfloat16(mixed_bfloat16):
         with tf.GradientTape() as tape:
             loss = tf.reduce_sum(tf.cast(layer(x, training=True, **kwargs), tf.float32))
         assert all(g is not None for g in tape.gradient(loss, layer.trainable_variables))
+
+
+def _factored(rng, shared_rows=3, rows=(0, 2, 2, 1, 0)):
+    """A factored stack of len(rows) rows: L - 1 tokens shared by ``shared_rows`` rows, then one own token."""
+    shared = rng.standard_normal((shared_rows, L - 1, D)).astype(np.float32)
+    own = rng.standard_normal((len(rows), 1, D)).astype(np.float32)
+    return shared_tokens(tf.constant(shared), tf.constant(rows), tf.constant(own))
+
+
+@pytest.mark.parametrize("activation", ["gelu", "swiglu"])
+def test_parallel_block_on_a_factored_stack_equals_the_dense_stack(activation):
+    tokens = _factored(np.random.default_rng(5))
+    dense = dense_tokens(tokens)
+    assert dense.shape == (5, L, D)
+    block = ParallelTransformerBlock(H, K, 32, activation=activation)
+    block(dense)
+    _randomize_biases(block)
+    mask = tf.constant(np.arange(L)[None, :] < np.array([L, 3, L, 2, 4])[:, None])  # rows sharing tokens differ
+    for kwargs in ({}, {"mask": mask}):
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch([tokens["shared"], dense])
+            got, expected = block(tokens, **kwargs), block(dense, **kwargs)
+            weights = tf.reduce_sum(got * tf.range(1.0, D + 1.0)), tf.reduce_sum(expected * tf.range(1.0, D + 1.0))
+        assert got.shape[1:] == (L, D)
+        np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-5)
+        for a, b in zip(tape.gradient(weights[0], block.trainable_variables),
+                        tape.gradient(weights[1], block.trainable_variables)):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-4, rtol=1e-5)
+        # the shared tokens' gradient sums over the rows that share them
+        grad = tape.gradient(weights[0], tokens["shared"]).numpy()
+        dense_grad = tape.gradient(weights[1], dense).numpy()[:, :L - 1]
+        summed = np.stack([dense_grad[np.array((0, 2, 2, 1, 0)) == n].sum(0) for n in range(3)])
+        np.testing.assert_allclose(grad, summed, atol=1e-4)
+
+
+def test_parallel_block_does_the_shared_tokens_work_once_per_shared_row():
+    tokens = _factored(np.random.default_rng(6), shared_rows=1, rows=(0,) * 8)
+    block = ParallelTransformerBlock(H, K, 32)
+    block(tokens)
+    projected_rows = []
+    norm = block.layer_norm.call
+    block.layer_norm.call = lambda x: projected_rows.append(int(x.shape[0]) * int(x.shape[1])) or norm(x)
+    block(tokens)
+    assert sorted(projected_rows) == [L - 1, 8]  # 5 shared tokens once, the 8 rows' own token each
+    projected_rows.clear()
+    block(dense_tokens(tokens))
+    assert projected_rows == [8 * L]

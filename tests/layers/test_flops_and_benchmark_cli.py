@@ -138,3 +138,31 @@ def test_model_flops_price_each_row_s_own_tower_as_the_model_runs_it():
     assert flops["use_case"] > 0
     assert abs(flops["task_sentence"] - flops["use_case"]) <= 2
     assert (towers["task_sentence"].num_towers - towers["use_case"].num_towers) * one_tower > 100 * 2
+
+
+def test_model_flops_shared_prices_the_mixer_s_shared_work_once_per_impression():
+    """``shared=True`` on a batch with impression keys: the four encoded tokens' input projection and MLP branch are
+    priced once per impression, so the FLOPs per row drop by about (rows - impressions) x 4 tokens x their matmuls."""
+    import numpy as np
+
+    from grec_tf.benchmarks.forward_flops import model_flops
+    from grec_tf.data.dataset import as_tensors
+    from grec_tf.data.feature_arrays import IMPRESSION_KEY, frame_to_arrays
+    from grec_tf.data.feature_statistics import compute_feature_statistics
+    from grec_tf.experiment import Experiment
+    from tests.tiny_experiment import tiny_config, tiny_impression_frame
+
+    frame = tiny_impression_frame(48, seed=3)
+    config = tiny_config(type="grec")
+    model = Experiment(config, statistics=compute_feature_statistics(frame, config)).build_model()
+    batch = {k: v for k, v in as_tensors(frame_to_arrays(frame, config)).items() if k != "label"}
+    rows, impressions = len(frame), len(np.unique(batch[IMPRESSION_KEY].numpy()))
+    dense, shared = model_flops(model, batch)["total"], model_flops(model, batch, shared=True)["total"]
+    m = config.model
+    h, d, f = m.num_heads, max(m.d_model // m.num_heads, 8), 2 * m.d_model
+    per_token = 2 * m.d_model * (h * d + 2 * d + f) + 2 * f * m.d_model  # input projection + MLP output half
+    expected = (rows - impressions) * 4 * per_token / rows
+    assert impressions < rows
+    assert 0.9 * expected <= dense - shared <= 1.2 * expected
+    without_keys = {k: v for k, v in batch.items() if k != IMPRESSION_KEY}
+    assert model_flops(model, without_keys, shared=True)["total"] == dense  # nothing shared: every row its own

@@ -225,11 +225,11 @@ def assemble(config: ExperimentConfig, runs: Dict[str, List[Dict]], medians: Dic
 
 PAPER_CLAIM = ("The paper's Fig. 4 (AliExpress NL/ES/FR/US): AUC rises with top-k and with the total number of "
                "experts E, while FLOPs barely change as experts are added (only k experts run per example).")
-#: the full size's wall time, estimated from the quick run and small-size timings on the 2-core machine
-FULL_RUN_ESTIMATE = ("3 to 4 h on telecom on this 2-core machine (measured: two points at 20,000 impressions and one "
-                     "epoch took 151 s at load 3.7; the defaults, 200,000 impressions x 2 epochs, are ~20x that "
-                     "training, for 12 points); the full AliExpress release (millions of impressions per country, "
-                     "batch 2048, 3 epochs) extrapolates to days on 2 cores: run it on a larger machine")
+#: the full size's wall time, measured
+FULL_RUN_ESTIMATE = ("42 min on telecom on this 2-core machine (2,537 s measured for the 12 points with one seed; each "
+                     "further seed adds about as much); the full AliExpress release (millions of impressions per "
+                     "country, batch 2048, 3 epochs) extrapolates to about a day per country on 2 cores: run it on a "
+                     "larger machine")
 COMMANDS = ("python -m pipelines.benchmark experts --out benchmarks/results",
             "python -m pipelines.benchmark experts --out benchmarks/results --option config=configs/aliexpress.yaml "
             "--option overrides='data.path=data/aliexpress/AliExpress_NL;data.flow=NL;data.flows=[NL]'")

@@ -87,8 +87,7 @@ class ParallelTransformerBlock(tf.keras.layers.Layer):
     def _call_shared(self, tokens, mask, training):
         """``call`` on a factored stack: the shared tokens' LayerNorm, projection and MLP branch once per shared
         row [N, P, ...], gathered to the B rows; attention and its output projection per row."""
-        hd = self.num_heads * self.key_dim
-        heads_kernel, mlp_kernel = self.fused_output_kernel[:hd], self.fused_output_kernel[hd:]
+        heads_kernel, mlp_kernel = tf.split(self.fused_output_kernel, [self.num_heads * self.key_dim, self.mlp_dim])
         parts = []
         for part in (tokens[SHARED], tokens[OWN]):
             q, k, v, hidden = self._project(part)
@@ -118,7 +117,7 @@ class ParallelTransformerBlock(tf.keras.layers.Layer):
         return tf.reshape(heads, [tf.shape(q)[0], tf.shape(q)[1], self.num_heads * self.key_dim])
 
     def compute_output_shape(self, input_shape):
-        if isinstance(input_shape, dict):  # a factored stack: [B, P + Q, D]
+        if is_shared(input_shape):  # a factored stack: [B, P + Q, D]
             shared, own = tf.TensorShape(input_shape[SHARED]), tf.TensorShape(input_shape[OWN])
             length = None if shared[1] is None or own[1] is None else shared[1] + own[1]
             return tf.TensorShape([own[0], length, own[-1]])

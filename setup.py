@@ -25,6 +25,7 @@ setup(
         "matplotlib",
         "aiohttp>=3.9",
         "orjson",
+        "pysimdjson>=6",  # columnar REST bodies: float tensors straight from its buffers (grec_tf.serving.columnar_body)
         # TF Serving's gRPC API: the official protos and stubs, the gRPC runtime, Prometheus metrics
         "tensorflow-serving-api>=2.19,<3",
         "grpcio",

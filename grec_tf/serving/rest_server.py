@@ -29,7 +29,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from grec_tf.serving import request_codec
+from grec_tf.serving import columnar_body, request_codec
 from grec_tf.serving.json_tensors import to_tensor
 from grec_tf.serving.model_registry import ModelRegistry
 from grec_tf.serving.monitoring import METRICS_PATH, RequestRecord, ServingMetrics
@@ -171,15 +171,21 @@ class RestServer:
 
     # ------------------------------------------------------------------- worker-thread parts
     def _predict(self, record: RequestRecord, version: Optional[int], verb: str, body: bytes) -> bytes:
-        doc = request_codec.parse_json(body)
-        signature_name = request_codec.read_signature_name(doc)
+        # A plain columnar body is read by simdjson (columnar_body); anything else, or anything it
+        # leaves undecided, by the checked path, which also writes every error message.
+        fast = columnar_body.parse(body)
+        doc = None if fast is not None else request_codec.parse_json(body)
+        signature_name = fast.signature_name if fast is not None else request_codec.read_signature_name(doc)
         model = self.registry.get(record.model, version)
         if verb != "predict":
             raise invalid_argument(f":{verb} needs a signature with method_name tensorflow/serving/{verb} "
                                    "(tf.Example inputs); this server implements :predict")
         signature = model.signature(signature_name)
         record.signature = signature.name
-        tensors, fmt = request_codec.decode_predict_request(doc, signature.inputs, signature_name, to_tensor)
+        tensors, fmt = (fast.tensors(signature.inputs) if fast is not None else None), request_codec.COLUMNAR
+        if tensors is None:
+            doc = doc if doc is not None else request_codec.parse_json(body)
+            tensors, fmt = request_codec.decode_predict_request(doc, signature.inputs, signature_name, to_tensor)
         outputs = signature.predict(tensors)
         return request_codec.encode_predict_response(outputs, fmt)
 

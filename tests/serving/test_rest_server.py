@@ -4,7 +4,10 @@ import json
 import threading
 
 import numpy as np
+import orjson
 import pytest
+
+from grec_tf.serving import columnar_body
 
 from tests.serving.conftest import MODEL
 from tests.serving.toy_model import USE_CASES, make_batch, to_columnar_json, to_instances_json
@@ -50,6 +53,31 @@ def test_metadata(served):
         assert sd["inputs"]["flow"]["dtype"] == "DT_STRING"
         assert sd["outputs"]["probability"]["dtype"] == "DT_FLOAT"
         assert set(sigs["score_all"]["outputs"]) == {"probabilities", "use_cases"}
+
+
+def test_a_columnar_body_is_read_by_simdjson(served, monkeypatch):
+    """A well-formed columnar body takes grec_tf.serving.columnar_body (no Python object per value) and is
+    answered like the in-process call; a malformed one still gets the checked path's message."""
+    client, registry = served
+    taken = []
+    tensors = columnar_body.ColumnarBody.tensors
+
+    def spy(self, specs):
+        out = tensors(self, specs)
+        taken.append(out is not None)
+        return out
+
+    monkeypatch.setattr(columnar_body.ColumnarBody, "tensors", spy)
+    batch = make_batch(5, seed=4)
+    status, body = client.post(PREDICT, raw=orjson.dumps({"inputs": to_columnar_json(batch)}))
+    assert status == 200, body
+    assert taken == [True]
+    np.testing.assert_allclose(body["outputs"], _in_process(registry, batch)["probability"], rtol=1e-6)
+    ragged = to_columnar_json(batch)
+    ragged["image_emb"][1] = [ragged["image_emb"][1][:1]] + ragged["image_emb"][1][1:]  # a nested number
+    status, body = client.post(PREDICT, raw=orjson.dumps({"inputs": ragged}))
+    assert status == 400 and taken == [True, False]
+    assert "image_emb" in body["error"], body
 
 
 @pytest.mark.parametrize("versioned", [False, True])

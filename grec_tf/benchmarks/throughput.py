@@ -3,7 +3,7 @@ shared-bottom, on the same data, machine and budget, in float32 and in ``mixed_b
 
     python -m pipelines.benchmark throughput --out benchmarks/results \
         [--option epochs=10] [--option adult_path=/work/shared/data/adult/adult.parquet] \
-        [--option telecom_rows=50000] [--option models=grec,mmoe,deepctr_mmoe] [--option quick=1]
+        [--option telecom_rows=50000] [--option models=grec,mmoe,deepctr_mmoe] [--option quick=1] [--option tag=T]
 
 Datasets: UCI Adult (two tasks, income and never-married; skipped with a note when the file is absent) and
 the generated telecom data (GRec-TF models only; ``telecom_rows=0`` skips it). DeepCTR (the optional
@@ -18,7 +18,10 @@ weights restored) on the validation loss (``val_task_loss`` for GRec-TF, ``val_l
 Training speed counts only the training phase of each epoch (validation excluded); inference speed is
 the median of 3 timed passes over the test split after an untimed one (graph tracing excluded).
 
-Writes ``throughput.json`` and ``throughput.md``.
+Models: ``grec``, ``mmoe``, ``shared_bottom`` and DeepCTR's two by default; any GRec-TF variant of the ``quality``
+benchmark (``grec_relu``, ``grec_cross``, ...) can be named too, and is timed like ``grec``.
+
+Writes ``throughput.json`` and ``throughput.md`` (``throughput_{tag}.*`` with ``tag=``).
 """
 from __future__ import annotations
 
@@ -183,11 +186,11 @@ def grec_rows(config_path: str, overrides: List[str], models: Sequence[str], epo
     base = load_experiment(config_path, overrides, data_dir=data_dir)
     splits = base.splits
     rows = {}
-    for name in [m for m in models if m in GREC_MODELS]:
+    for name in [m for m in models if m in VARIANTS]:
         for precision, policy in PRECISIONS.items():
             print(f"== {base.config.data.source}: {name}/{precision}", flush=True)
             config = load_config(config_path, overrides + VARIANTS[name] + [f"train.mixed_precision={policy}"])
-            rows[f"{name}/{precision}"] = grec_row(config, splits, base, epochs, unit, profile=name == "grec")
+            rows[f"{name}/{precision}"] = grec_row(config, splits, base, epochs, unit, profile=name.startswith("grec"))
             tf.keras.backend.clear_session()
     return rows, base
 
@@ -269,7 +272,7 @@ def ratios(rows: Dict[str, Dict], unit: str) -> Dict[str, Dict]:
         out["vs_reference"] = {
             key: {kind: row[f"{kind}_{unit}_per_second"] / ref[f"{kind}_{unit}_per_second"]
                   for kind in ("train", "inference")} for key, row in rows.items()}
-    for model in GREC_MODELS:
+    for model in dict.fromkeys(key.split("/")[0] for key in rows):
         fp32, bf16 = rows.get(f"{model}/fp32"), rows.get(f"{model}/bf16")
         if fp32 and bf16:
             out["bf16_over_fp32"][model] = {
@@ -425,14 +428,17 @@ def _truthy(text: str) -> bool:
 
 
 def run(out_dir: str, epochs: str = "10", adult_path: str = ADULT_PATH, telecom_rows: str = "50000",
-        models: str = DEFAULT_MODELS, quick: str = "0") -> Dict:
+        models: str = DEFAULT_MODELS, quick: str = "0", tag: str = "") -> Dict:
     """Trains every requested model on adult (when ``adult_path`` exists) and telecom (unless
-    ``telecom_rows`` is 0), and writes ``throughput.json`` / ``throughput.md`` into ``out_dir``."""
+    ``telecom_rows`` is 0), and writes ``throughput.json`` / ``throughput.md`` (``throughput_{tag}.*`` with
+    ``tag``) into ``out_dir``. ``models``: DeepCTR's (``PEER_MODELS``) and any GRec-TF variant of
+    :data:`grec_tf.benchmarks.quality.VARIANTS` (e.g. ``grec_relu``)."""
     load_before = os.getloadavg()
     names = [m.strip() for m in models.split(",") if m.strip()]
-    unknown = [m for m in names if m not in GREC_MODELS and m not in PEER_MODELS]
+    unknown = [m for m in names if m not in VARIANTS and m not in PEER_MODELS]
     if unknown:
-        raise ValueError(f"option models: unknown {unknown}; available: {', '.join(GREC_MODELS + tuple(PEER_MODELS))}")
+        available = ", ".join(tuple(VARIANTS) + tuple(PEER_MODELS))
+        raise ValueError(f"option models: unknown {unknown}; available: {available}")
     overrides = list(QUICK_OVERRIDES) if _truthy(quick) else []
     max_epochs = min(int(epochs), 2) if _truthy(quick) else int(epochs)
     rows = min(int(telecom_rows), QUICK_TELECOM_ROWS) if _truthy(quick) else int(telecom_rows)
@@ -447,8 +453,8 @@ def run(out_dir: str, epochs: str = "10", adult_path: str = ADULT_PATH, telecom_
     with tempfile.TemporaryDirectory(prefix="grec-throughput-") as work:
         sections = {name: dataset_section(name, extra, names, max_epochs, work) for name, extra in wanted.items()}
     report = {"options": {"epochs": max_epochs, "adult_path": adult_path, "telecom_rows": rows, "models": names,
-                          "quick": _truthy(quick)},
+                          "quick": _truthy(quick), "tag": tag},
               "notes": notes, "datasets": sections, "targets": targets(sections),
               "environment": environment(load_before)}
-    write_report(out_dir, "throughput", report, markdown(report))
+    write_report(out_dir, "throughput" + (f"_{tag}" if tag else ""), report, markdown(report))
     return report

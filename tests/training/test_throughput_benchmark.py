@@ -136,3 +136,16 @@ def test_deepctr_rows_skipped_with_a_note_when_it_cannot_be_imported(tmp_path, a
     assert result["environment"]["deepctr"] is None
     md = (tmp_path / "throughput.md").read_text()
     assert "deepctr is not importable" in md and "not measured" in md
+
+
+def test_a_quality_variant_is_timed_under_its_own_name_and_tag(tmp_path, adult_path):
+    result = throughput.run(str(tmp_path), adult_path=adult_path, telecom_rows="0", models="grec_relu",
+                            quick="1", tag="relu")
+    adult = result["datasets"]["adult"]
+    assert set(adult["rows"]) == {"grec_relu/fp32", "grec_relu/bf16"}
+    _check_speeds(adult["rows"]["grec_relu/fp32"], "persons")
+    assert set(adult["ratios"]["bf16_over_fp32"]) == {"grec_relu"}
+    assert result["options"]["tag"] == "relu"
+    assert (tmp_path / "throughput_relu.json").exists() and not (tmp_path / "throughput.json").exists()
+    with pytest.raises(ValueError, match="unknown \\['grec_gelu'\\].*grec_relu"):
+        throughput.run(str(tmp_path), adult_path=adult_path, models="grec_gelu", quick="1")

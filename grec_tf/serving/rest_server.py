@@ -182,7 +182,8 @@ class RestServer:
                                    "(tf.Example inputs); this server implements :predict")
         signature = model.signature(signature_name)
         record.signature = signature.name
-        tensors, fmt = (fast.tensors(signature.inputs) if fast is not None else None), request_codec.COLUMNAR
+        tensors = fast.tensors(signature.inputs) if fast is not None else None
+        fmt = request_codec.COLUMNAR
         if tensors is None:
             doc = doc if doc is not None else request_codec.parse_json(body)
             tensors, fmt = request_codec.decode_predict_request(doc, signature.inputs, signature_name, to_tensor)

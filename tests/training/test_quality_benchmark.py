@@ -236,6 +236,17 @@ def test_candidate_variants_are_judged_against_grec_of_the_same_run():
         "value": None, "limit": None, "pass": None, "detail": "not measured: grec_cross or grec did not run"}}
 
 
+def test_a_run_without_grec_lists_its_targets_as_not_measured():
+    sentences = ["A/CTR", "A/CVR"]
+    lightgbm = _runs([{"A/CTR": 0.70, "A/CVR": 0.66}, {"A/CTR": 0.72, "A/CVR": 0.68}])
+    summary = {"lightgbm": quality.model_summary(lightgbm, sentences, {}, None)}
+    oracle = {"A/CTR": {"auc": 0.8}, "A/CVR": {"auc": 0.8}}
+    targets = quality.targets(summary, quality.comparisons(summary, sentences), ["lightgbm"], oracle, True)
+    assert set(targets) == {"GRec mean AUC gap to oracle <= 0.02", "GRec mean AUC - lightgbm mean AUC > 2 SE"}
+    for target in targets.values():
+        assert target["value"] is None and target["pass"] is None and target["detail"].startswith("not measured")
+
+
 def test_deepctr_on_multi_flow_data_becomes_a_note(tmp_path):
     pytest.importorskip("deepctr", reason="the optional peers extra is not installed")
     frame = tiny_frame(64)

@@ -63,6 +63,7 @@ VARIANTS: Dict[str, List[str]] = {
     "grec_weight_decay": _GREC + ["train.weight_decay=0.0001"],  # YAML 1.1 reads 1e-4 as a string
     "grec_sentence_towers": _GREC + ["model.towers=task_sentence"],
     "grec_relu": _GREC + ["model.activation=relu"],  # ReLU experts: no Erfc/Exp in the step (issue 11)
+    "grec_gelu": _GREC + ["model.activation=gelu"],  # the library default (configs/ use relu since issue 11)
     "mmoe": ["model.type=mmoe", "model.num_experts=8"],
     "shared_bottom": ["model.type=shared_bottom"],
     "single_task": ["model.type=single_task"],

@@ -147,5 +147,5 @@ def test_a_quality_variant_is_timed_under_its_own_name_and_tag(tmp_path, adult_p
     assert set(adult["ratios"]["bf16_over_fp32"]) == {"grec_relu"}
     assert result["options"]["tag"] == "relu"
     assert (tmp_path / "throughput_relu.json").exists() and not (tmp_path / "throughput.json").exists()
-    with pytest.raises(ValueError, match="unknown \\['grec_gelu'\\].*grec_relu"):
-        throughput.run(str(tmp_path), adult_path=adult_path, models="grec_gelu", quick="1")
+    with pytest.raises(ValueError, match="unknown \\['grec_swish'\\].*grec_relu"):
+        throughput.run(str(tmp_path), adult_path=adult_path, models="grec_swish", quick="1")

@@ -64,6 +64,11 @@ VARIANTS: Dict[str, List[str]] = {
     "grec_sentence_towers": _GREC + ["model.towers=task_sentence"],
     "grec_relu": _GREC + ["model.activation=relu"],  # ReLU experts: no Erfc/Exp in the step (issue 11)
     "grec_gelu": _GREC + ["model.activation=gelu"],  # the library default (configs/ use relu since issue 11)
+    # sizes and regularization named by issue 12 (each doubles or adds one thing; nothing tuned on test numbers)
+    "grec_embedding_32": _GREC + ["model.embedding_dim=32"],
+    "grec_expert_hidden_256": _GREC + ["model.expert_hidden=256"],
+    "grec_d_model_128": _GREC + ["model.d_model=128"],
+    "grec_dropout": _GREC + ["model.dropout=0.1"],
     "mmoe": ["model.type=mmoe", "model.num_experts=8"],
     "shared_bottom": ["model.type=shared_bottom"],
     "single_task": ["model.type=single_task"],

@@ -35,10 +35,10 @@ from grec_tf.errors import ConfigError
 # type; a key listed in some rows applies to those types only. A new model type is one line here.
 MODEL_KEYS_BY_TYPE: Dict[str, Tuple[str, ...]] = {
     "grec": ("routing", "top_k", "capacity_factor", "load_balance_weight", "z_loss_weight", "jitter",
-             "route_embedding_dim", "activation", "num_experts", "expert_hidden", "towers"),
-    "mmoe": ("num_experts", "expert_hidden", "towers"),
-    "shared_bottom": ("expert_hidden", "towers"),
-    "ple": ("ple_levels", "task_experts", "shared_experts", "expert_hidden", "towers"),
+             "route_embedding_dim", "activation", "num_experts", "expert_hidden", "towers", "task_token"),
+    "mmoe": ("num_experts", "expert_hidden", "towers", "task_token"),
+    "shared_bottom": ("expert_hidden", "towers", "task_token"),
+    "ple": ("ple_levels", "task_experts", "shared_experts", "expert_hidden", "towers", "task_token"),
     "esmm": ("esmm", "expert_hidden", "towers"),
     "aitm": ("aitm_chain", "aitm_calibration_weight", "expert_hidden", "towers"),
     "single_task": ("expert_hidden",),
@@ -81,6 +81,8 @@ ACTIVATIONS = ("gelu", "relu", "silu", "swish", "elu", "selu", "tanh", "sigmoid"
 ROUTE_EMBEDDING_DIM_DEFAULT = 16  # model.route_embedding_dim when unset
 # model.numerical_embedding: how FeatureGroupEncoder embeds normalized numericals
 NUMERICAL_EMBEDDINGS = ("linear", "periodic")
+# model.task_token: how the task token composes the flow and use-case embeddings (TaskSentenceEmbedding)
+TASK_TOKEN_COMPOSITIONS = ("mean", "concat")
 # train.learning_rate_schedule: how the optimizer's rate moves over the run (grec_tf.training.optimizer)
 LEARNING_RATE_SCHEDULES = ("constant", "warmup_cosine")
 
@@ -369,8 +371,17 @@ class ModelConfig(_Section):
     cross_layers: int = setting(0, help="DCN-v2 full-rank cross layers (tfrs Cross) over the concatenated "
                                         "embeddings of the context and item encoders, before their projection "
                                         "to d_model; 0: none.", example=2, bounds=AT_LEAST_0)
+    task_token: str = setting(
+        "mean", help="The task token of a (flow, use case): mean (the paper's eq. 8: the mean of a flow and a "
+                     "use-case embedding, both d_model wide) or concat (a flow embedding and a use-case "
+                     "embedding, each half of d_model, side by side). The task routers' gate always reads the "
+                     "mean (a linear gate of a concatenation is the same family).",
+        example="concat", choices=TASK_TOKEN_COMPOSITIONS)
 
     def _check(self) -> None:
+        if self.task_token == "concat" and self.d_model < 2:
+            raise ConfigError(f"model.task_token: concat gives the flow and the use case half of d_model each, "
+                              f"so it needs model.d_model >= 2, got {self.d_model}")
         if self.type != "grec":  # top_k, routing and capacity are GRec's; MMoE runs all its experts
             return
         if self.top_k > self.num_experts:

@@ -13,13 +13,15 @@ AITM = {"aitm_chain", "aitm_calibration_weight"}
 
 
 @pytest.mark.parametrize("model_type, absent, present", [
-    ("grec", PLE | ESMM | AITM, GREC_ONLY - {"capacity_factor"} | {"num_experts", "expert_hidden", "towers"}),
-    ("mmoe", GREC_ONLY | PLE | ESMM | AITM, {"num_experts", "expert_hidden", "towers"}),
-    ("shared_bottom", GREC_ONLY | {"num_experts"} | PLE | ESMM | AITM, {"expert_hidden", "towers"}),
-    ("ple", GREC_ONLY | {"num_experts"} | ESMM | AITM, PLE | {"expert_hidden", "towers"}),
-    ("esmm", GREC_ONLY | {"num_experts"} | PLE | AITM, ESMM | {"expert_hidden", "towers"}),
-    ("aitm", GREC_ONLY | {"num_experts"} | PLE | ESMM, AITM | {"expert_hidden", "towers"}),
-    ("single_task", GREC_ONLY | {"num_experts", "towers"} | PLE | ESMM | AITM, {"expert_hidden"}),
+    ("grec", PLE | ESMM | AITM, GREC_ONLY - {"capacity_factor"} | {"num_experts", "expert_hidden", "towers",
+                                                                   "task_token"}),
+    ("mmoe", GREC_ONLY | PLE | ESMM | AITM, {"num_experts", "expert_hidden", "towers", "task_token"}),
+    ("shared_bottom", GREC_ONLY | {"num_experts"} | PLE | ESMM | AITM, {"expert_hidden", "towers", "task_token"}),
+    ("ple", GREC_ONLY | {"num_experts"} | ESMM | AITM, PLE | {"expert_hidden", "towers", "task_token"}),
+    # the chained types' token is the flow alone (FlowTaskEmbedding); a single-task network's is a constant
+    ("esmm", GREC_ONLY | {"num_experts", "task_token"} | PLE | AITM, ESMM | {"expert_hidden", "towers"}),
+    ("aitm", GREC_ONLY | {"num_experts", "task_token"} | PLE | ESMM, AITM | {"expert_hidden", "towers"}),
+    ("single_task", GREC_ONLY | {"num_experts", "towers", "task_token"} | PLE | ESMM | AITM, {"expert_hidden"}),
 ])
 def test_model_keys_by_type(model_type, absent, present):
     model = applied_config(parse_config({"model": {"type": model_type}}))["model"]

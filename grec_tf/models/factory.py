@@ -42,9 +42,12 @@ def build_ranker(config: ExperimentConfig, statistics: FeatureStatistics) -> Mul
     m = config.model
     if m.type == "single_task":
         return build_single_task_ranker(config, statistics)
-    embedding_class = FlowTaskEmbedding if m.type in CHAINED_TYPES else TaskSentenceEmbedding
-    task_embedding = embedding_class(config.data.flows, config.data.use_cases, m.d_model,
-                                     name="task_sentence_embedding")
+    if m.type in CHAINED_TYPES:
+        task_embedding = FlowTaskEmbedding(config.data.flows, config.data.use_cases, m.d_model,
+                                           name="task_sentence_embedding")
+    else:
+        task_embedding = TaskSentenceEmbedding(config.data.flows, config.data.use_cases, m.d_model,
+                                               composition=m.task_token, name="task_sentence_embedding")
     num_flow_ids, num_use_case_ids = task_embedding.num_flow_ids, task_embedding.num_use_case_ids
     num_towers = num_use_case_ids if m.towers == "use_case" else num_flow_ids * num_use_case_ids
     item_encoder = build_group_encoder(config, statistics, "item")

@@ -80,7 +80,8 @@ VOCABULARY_SOURCE_KINDS = ("item_id", "categorical")
 ACTIVATIONS = ("gelu", "relu", "silu", "swish", "elu", "selu", "tanh", "sigmoid", "linear")
 ROUTE_EMBEDDING_DIM_DEFAULT = 16  # model.route_embedding_dim when unset
 # model.numerical_embedding: how FeatureGroupEncoder embeds normalized numericals
-NUMERICAL_EMBEDDINGS = ("linear", "periodic")
+NUMERICAL_EMBEDDINGS = ("linear", "periodic", "piecewise_linear")
+PIECEWISE_LINEAR_BINS = 48  # quantile bins per numerical of numerical_embedding piecewise_linear (rtdl's default)
 # model.task_token: how the task token composes the flow and use-case embeddings (TaskSentenceEmbedding)
 TASK_TOKEN_COMPOSITIONS = ("mean", "concat")
 # train.learning_rate_schedule: how the optimizer's rate moves over the run (grec_tf.training.optimizer)
@@ -366,7 +367,9 @@ class ModelConfig(_Section):
     numerical_embedding: str = setting(
         "linear", help="How the context and item encoders embed their normalized numericals: linear (one Dense "
                        "of all of a group's numericals) or periodic (PLR, Gorishniy et al. NeurIPS '22: sin/cos of "
-                       "48 trainable frequencies per feature, then a Dense of its own and ReLU to width 24).",
+                       "48 trainable frequencies per feature, then a Dense of its own and ReLU to width 24) or "
+                       "piecewise_linear (PLE, same paper: the value's position in each of up to 48 training-split "
+                       "quantile bins, then a Dense of its own and ReLU to width 24; pandas statistics only).",
         example="periodic", choices=NUMERICAL_EMBEDDINGS)
     cross_layers: int = setting(0, help="DCN-v2 full-rank cross layers (tfrs Cross) over the concatenated "
                                         "embeddings of the context and item encoders, before their projection "

@@ -43,6 +43,7 @@ from grec_tf.benchmarks import deepctr_peers, lightgbm_peer
 from grec_tf.benchmarks.quality_report import markdown
 from grec_tf.benchmarks.seed_comparison import compare, seed_statistics
 from grec_tf.config import ExperimentConfig, apply_overrides, load_config, parse_config
+from grec_tf.data.feature_statistics import compute_feature_statistics
 from grec_tf.data.sources import load_splits
 from grec_tf.errors import ConfigError
 from grec_tf.experiment import Experiment
@@ -58,6 +59,7 @@ VARIANTS: Dict[str, List[str]] = {
     "grec_task": ["model.type=grec", "model.routing=task", "model.num_experts=8", "model.top_k=4"],
     "grec_token": ["model.type=grec", "model.routing=token", "model.num_experts=8", "model.top_k=4"],
     "grec_periodic": _GREC + ["model.numerical_embedding=periodic"],
+    "grec_piecewise_linear": _GREC + ["model.numerical_embedding=piecewise_linear"],
     "grec_cross": _GREC + ["model.cross_layers=2"],
     "grec_warmup_cosine": _GREC + ["train.learning_rate_schedule=warmup_cosine"],
     "grec_weight_decay": _GREC + ["train.weight_decay=0.0001"],  # YAML 1.1 reads 1e-4 as a string
@@ -104,9 +106,13 @@ def variant_config(config: ExperimentConfig, overrides: Sequence[str], seed: int
 
 def grec_runs(name: str, base: Experiment, seeds: Sequence[int], work: str, verbose: int) -> List[SeedRun]:
     """One GRec-TF variant trained per seed on ``base``'s splits and statistics (ConfigError: invalid here)."""
-    runs = []
+    runs, statistics = [], base.statistics
+    config = variant_config(base.config, VARIANTS[name], 0, name)
+    if config.model.numerical_embedding == "piecewise_linear" and not statistics.quantiles:
+        statistics = compute_feature_statistics(base.splits["train"], config)  # the base's carry no quantile bins
     for seed in seeds:
-        experiment = Experiment(variant_config(base.config, VARIANTS[name], seed, name), splits=base.splits, statistics=base.statistics)
+        experiment = Experiment(variant_config(base.config, VARIANTS[name], seed, name), splits=base.splits,
+                                statistics=statistics)
         metrics = experiment.train(os.path.join(work, f"{name}-{seed}"), verbose=verbose).metrics
         runs.append({"seed": seed, "test": metrics["test"], "train_seconds": metrics["train"]["seconds"],
                      "params": metrics["model"]["params"],

@@ -13,7 +13,7 @@ from typing import Dict, Iterable, List, Tuple
 import numpy as np
 import pandas as pd
 
-from grec_tf.config import ExperimentConfig
+from grec_tf.config import PIECEWISE_LINEAR_BINS, ExperimentConfig
 from grec_tf.data.feature_arrays import SEQUENCE_PADDING, feature_array
 from grec_tf.errors import ConfigError
 
@@ -29,11 +29,14 @@ class FeatureStatistics:
     (features sharing a vocabulary through ``vocabulary_of`` hold equal lists).
     ``moments``: numerical -> [mean, variance].
     ``text_vocabularies``: text -> WordPiece vocabulary (reserved tokens first).
+    ``quantiles``: numerical -> its distinct quantile bin edges, raw units (only with
+    ``model.numerical_embedding: piecewise_linear``, which reads them).
     """
 
     vocabularies: Dict[str, List[str]] = field(default_factory=dict)
     moments: Dict[str, List[float]] = field(default_factory=dict)
     text_vocabularies: Dict[str, List[str]] = field(default_factory=dict)
+    quantiles: Dict[str, List[float]] = field(default_factory=dict)
 
     def to_dict(self) -> Dict:
         return dataclasses.asdict(self)
@@ -61,6 +64,16 @@ def normalization_moments(mean: float, variance: float, count: int) -> List[floa
     if count == 0:
         return [0.0, 1.0]
     return [float(mean), float(variance) if variance > 0 else 1.0]
+
+
+def quantile_edges(values: np.ndarray, bins: int) -> List[float]:
+    """The distinct ``bins``-quantiles (``bins + 1`` of them, fewer where values repeat) of the finite
+    ``values``; a feature with fewer than two distinct values gets ``[v, v + 1]`` (one bin)."""
+    finite = values[np.isfinite(values)].astype(np.float64)
+    if finite.size == 0:
+        return [0.0, 1.0]
+    edges = np.unique(np.quantile(finite, np.linspace(0.0, 1.0, bins + 1)))
+    return [float(e) for e in edges] if edges.size >= 2 else [float(edges[0]), float(edges[0]) + 1.0]
 
 
 def shared_vocabulary_owners(config: ExperimentConfig) -> Dict[str, str]:
@@ -93,6 +106,8 @@ def compute_feature_statistics(train: pd.DataFrame, config: ExperimentConfig) ->
             finite = values[np.isfinite(values)]
             stats.moments[feature.name] = normalization_moments(
                 finite.mean() if finite.size else 0.0, finite.var() if finite.size else 0.0, finite.size)
+            if config.model.numerical_embedding == "piecewise_linear":
+                stats.quantiles[feature.name] = quantile_edges(values, PIECEWISE_LINEAR_BINS)
         elif feature.kind == "text" and config.model.text_encoder.type == "transformer":
             from grec_tf.text import build_wordpiece_vocabulary
 

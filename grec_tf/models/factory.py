@@ -140,7 +140,7 @@ def build_group_encoder(config: ExperimentConfig, statistics: FeatureStatistics,
     categorical = [{"name": f.name, "vocabulary": statistics.vocabularies[f.name], "num_oov": f.num_oov,
                     "embedding_dim": f.embedding_dim or config.model.embedding_dim}
                    for f in features if f.kind in ("categorical", "item_id")]
-    numerical = [{"name": f.name, "mean": statistics.moments[f.name][0], "variance": statistics.moments[f.name][1]}
+    numerical = [numerical_spec(f.name, statistics, config.model.numerical_embedding)
                  for f in features if f.kind == "numerical"]
     vectors = [{"name": f.name, "dim": f.dim} for f in features if f.kind == "embedding"]
     if not (categorical or numerical or vectors):
@@ -148,6 +148,21 @@ def build_group_encoder(config: ExperimentConfig, statistics: FeatureStatistics,
     return FeatureGroupEncoder(categorical, numerical, vectors, config.model.d_model,
                                numerical_embedding=config.model.numerical_embedding,
                                cross_layers=config.model.cross_layers, name=f"{group}_encoder")
+
+
+def numerical_spec(name: str, statistics: FeatureStatistics, numerical_embedding: str) -> Dict:
+    """The encoder's spec of one numerical: its normalization moments and, for ``piecewise_linear``, its quantile
+    bin edges mapped through the same normalization (Keras ``Normalization``: (x - mean) / max(std, 1e-7))."""
+    mean, variance = statistics.moments[name]
+    spec = {"name": name, "mean": mean, "variance": variance}
+    if numerical_embedding == "piecewise_linear":
+        if name not in statistics.quantiles:
+            raise ConfigError(f"model.numerical_embedding: piecewise_linear needs the quantiles of numerical "
+                              f"{name!r}, which these feature statistics lack (computed for another "
+                              f"numerical_embedding, or by the tf.Transform path, which does not compute them)")
+        scale = max(variance ** 0.5, 1e-7)
+        spec["edges"] = [(edge - mean) / scale for edge in statistics.quantiles[name]]
+    return spec
 
 
 def build_sequence_encoder(config: ExperimentConfig, statistics: FeatureStatistics,

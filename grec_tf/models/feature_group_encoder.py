@@ -9,6 +9,7 @@ import tensorflow_recommenders as tfrs
 from grec_tf.config import NUMERICAL_EMBEDDINGS
 from grec_tf.layers.activations import gelu_exact
 from grec_tf.layers.periodic_embedding import PeriodicEmbedding
+from grec_tf.layers.piecewise_linear_embedding import PiecewiseLinearEmbedding
 
 
 @tf.keras.utils.register_keras_serializable(package="grec_tf")
@@ -18,7 +19,8 @@ class FeatureGroupEncoder(tf.keras.layers.Layer):
     Deep part: every categorical (and the item id) -> ``StringLookup`` (vocabulary from the training
     split, ``num_oov`` hash buckets) -> ``Embedding``. Numericals -> ``Normalization`` (training-split
     mean/variance), then ``numerical_embedding``: ``linear``, the wide part, one ``Dense(wide_units)`` of
-    all of them [B, wide_units]; or ``periodic``, a :class:`PeriodicEmbedding` of each [B, F * width].
+    all of them [B, wide_units]; ``periodic``, a :class:`PeriodicEmbedding` of each [B, F * width]; or
+    ``piecewise_linear``, a :class:`PiecewiseLinearEmbedding` of each over its spec's ``edges`` [B, F * width].
     Precomputed vectors (e.g. CLIP image/text embeddings) -> one ``Dense`` projection each. Everything is
     concatenated into x0 [B, W]; ``cross_layers`` DCN-v2 full-rank crosses (``tfrs.layers.dcn.Cross``,
     x_{i+1} = x0 * (W_i x_i + b_i) + x_i, W_i [W, W]) then add explicit feature crosses, and one GELU Dense
@@ -26,7 +28,8 @@ class FeatureGroupEncoder(tf.keras.layers.Layer):
 
     Args:
       categorical: [{"name", "vocabulary", "num_oov", "embedding_dim"}] (item ids included).
-      numerical: [{"name", "mean", "variance"}].
+      numerical: [{"name", "mean", "variance"}], plus "edges" (quantile bin edges in normalized units) for
+        ``piecewise_linear``.
       vectors: [{"name", "dim"}].
       d_model: output width D.
       wide_units: width of the linear numerical part.
@@ -45,6 +48,9 @@ class FeatureGroupEncoder(tf.keras.layers.Layer):
         if numerical_embedding not in NUMERICAL_EMBEDDINGS:
             raise ValueError(f"numerical_embedding: expected one of {list(NUMERICAL_EMBEDDINGS)}, got "
                              f"{numerical_embedding!r}")
+        if numerical_embedding == "piecewise_linear" and any("edges" not in spec for spec in numerical):
+            raise ValueError("numerical_embedding: piecewise_linear needs the bin edges of every numerical "
+                             f"(spec key 'edges'), missing for {[s['name'] for s in numerical if 'edges' not in s]}")
         if isinstance(cross_layers, bool) or not isinstance(cross_layers, int) or cross_layers < 0:
             raise ValueError(f"cross_layers: expected an integer >= 0, got {cross_layers!r}")
         self.categorical, self.numerical, self.vectors = categorical, numerical, vectors
@@ -74,6 +80,8 @@ class FeatureGroupEncoder(tf.keras.layers.Layer):
             return None
         if self.numerical_embedding == "periodic":
             return PeriodicEmbedding(len(self.numerical), **self.periodic, name="periodic")
+        if self.numerical_embedding == "piecewise_linear":
+            return PiecewiseLinearEmbedding([spec["edges"] for spec in self.numerical], name="piecewise_linear")
         return tf.keras.layers.Dense(self.wide_units, name="wide")
 
     @property

@@ -10,7 +10,7 @@ import grec_tf  # noqa: F401
 from grec_tf.data.feature_statistics import compute_feature_statistics
 from grec_tf.errors import ConfigError
 from grec_tf.experiment import Experiment
-from grec_tf.layers import PeriodicEmbedding
+from grec_tf.layers import PeriodicEmbedding, PiecewiseLinearEmbedding
 from grec_tf.models import FeatureGroupEncoder
 from tests.models.test_multi_task_ranker import _batch
 from tests.tiny_experiment import tiny_config, tiny_frame
@@ -90,6 +90,7 @@ def test_each_cross_layer_adds_a_full_rank_kernel_and_is_the_identity_at_zero():
 @pytest.mark.parametrize("options, weight_names", [
     ({"numerical_embedding": "periodic"}, ["periodic/frequencies", "periodic/kernel"]),
     ({"cross_layers": 2}, ["cross_0/", "cross_1/"]),
+    ({"numerical_embedding": "piecewise_linear"}, ["piecewise_linear/kernel", "piecewise_linear/bias"]),
 ])
 def test_gradients_reach_the_new_weights_of_both_encoders(options, weight_names):
     frame = tiny_frame(128, seed=5)
@@ -107,7 +108,8 @@ def test_gradients_reach_the_new_weights_of_both_encoders(options, weight_names)
 
 
 @pytest.mark.parametrize("key, value, fragment", [
-    ("numerical_embedding", "spline", "model.numerical_embedding: expected one of ['linear', 'periodic']"),
+    ("numerical_embedding", "spline",
+     "model.numerical_embedding: expected one of ['linear', 'periodic', 'piecewise_linear']"),
     ("cross_layers", -1, "model.cross_layers: expected >= 0"),
     ("cross_layers", 1.5, "model.cross_layers: expected an integer"),
 ])
@@ -140,3 +142,54 @@ def test_periodic_embedding_config_round_trip_and_float32_under_mixed_precision(
         assert PeriodicEmbedding(F)(x).dtype == tf.float32
     finally:
         tf.keras.mixed_precision.set_global_policy("float32")
+
+
+def test_piecewise_linear_bins_are_clipped_inside_and_extrapolate_at_the_ends():
+    layer = PiecewiseLinearEmbedding([[0.0, 1.0, 3.0], [-1.0, 0.0, 1.0, 2.0]], width=3)
+    x = tf.constant([[-1.0, 0.5], [2.0, 5.0], [4.0, -2.0]])
+    expected = [[[-1, 0, 0], [1, 0.5, 0]],  # feature 0 has two bins: its third reads 0
+                [[1, 0.5, 0], [1, 1, 4]],
+                [[1, 1.5, 0], [-1, 0, 0]]]
+    np.testing.assert_allclose(layer.encode(x).numpy(), expected, rtol=1e-6)
+    out = layer(x).numpy()
+    kernel, bias = layer.kernel.numpy(), layer.bias.numpy()
+    want = np.maximum(np.einsum("bft,ftw->bfw", np.array(expected, np.float32), kernel) + bias, 0).reshape(3, 6)
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-6)
+    assert kernel.shape == (2, 3, 3)
+    rebuilt = PiecewiseLinearEmbedding.from_config(layer.get_config())
+    assert rebuilt.edges == layer.edges and rebuilt.width == 3
+
+
+@pytest.mark.parametrize("edges, fragment", [([[1.0]], "at least two"), ([[0.0, 2.0, 1.0]], "strictly increasing"),
+                                             ([], "at least one feature")])
+def test_piecewise_linear_checks_its_edges(edges, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        PiecewiseLinearEmbedding(edges)
+
+
+def test_quantile_edges_are_distinct_training_quantiles():
+    from grec_tf.data.feature_statistics import quantile_edges
+
+    skewed = np.r_[np.zeros(90), np.arange(1, 11) * 100.0, np.nan, np.inf]  # a capital-gain-like column
+    edges = quantile_edges(skewed, 20)  # 21 quantiles of 100 finite values: the 18 up to q = 0.85 are 0
+    assert len(edges) == 4 and edges[0] == 0.0 and edges[-1] == 1000.0 and np.all(np.diff(edges) > 0)
+    assert quantile_edges(np.full(5, 3.0), 8) == [3.0, 4.0]  # constant: one bin
+    assert quantile_edges(np.array([np.nan]), 8) == [0.0, 1.0]
+
+
+def test_piecewise_linear_statistics_and_edges_follow_the_normalization():
+    from grec_tf.models.factory import numerical_spec
+
+    frame = tiny_frame(256, seed=2)
+    plain = compute_feature_statistics(frame, tiny_config())
+    assert plain.quantiles == {}  # only the piecewise_linear encoding computes (and stores) them
+    config = tiny_config(numerical_embedding="piecewise_linear")
+    statistics = compute_feature_statistics(frame, config)
+    assert set(statistics.quantiles) == {"tenure", "price"} and len(statistics.quantiles["tenure"]) > 10
+    spec = numerical_spec("tenure", statistics, "piecewise_linear")
+    mean, variance = statistics.moments["tenure"]
+    np.testing.assert_allclose(spec["edges"], (np.array(statistics.quantiles["tenure"]) - mean) / variance ** 0.5)
+    with pytest.raises(ConfigError, match="piecewise_linear needs the quantiles of numerical 'tenure'"):
+        numerical_spec("tenure", plain, "piecewise_linear")
+    with pytest.raises(ValueError, match="piecewise_linear needs the bin edges of every numerical"):
+        FeatureGroupEncoder(CATEGORICAL, NUMERICAL, VECTORS, D, numerical_embedding="piecewise_linear")

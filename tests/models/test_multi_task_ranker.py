@@ -160,7 +160,8 @@ def test_grec_config_with_local_hub_text_encoder_trains(frame, tmp_path):
     assert all(np.allclose(a, b.numpy()) for a, b in zip(frozen, encoder.encoder.variables))
 
 
-@pytest.mark.parametrize("encoder_options", [{}, {"numerical_embedding": "periodic"}, {"cross_layers": 2}])
+@pytest.mark.parametrize("encoder_options", [{}, {"numerical_embedding": "periodic"}, {"cross_layers": 2},
+                                             {"numerical_embedding": "piecewise_linear"}])
 def test_get_config_round_trip_rebuilds_the_same_model(frame, encoder_options, tmp_path):
     config, model = _model(frame, **encoder_options)
     batch = _batch(frame, config, 32)

@@ -43,7 +43,8 @@ def adult(tmp_path_factory):
     out = tmp_path_factory.mktemp("quality-adult")
     path = synthetic_adult(out / "adult.parquet")
     report = quality.run(str(out), config="configs/adult.yaml", overrides=f"data.path={path}",
-                         models="grec,deepctr_mmoe,deepctr_ple,lightgbm", seeds=str(SEEDS), quick="1",
+                         models="grec,grec_piecewise_linear,deepctr_mmoe,deepctr_ple,lightgbm", seeds=str(SEEDS),
+                         quick="1",
                          lightgbm_threads="1", tag="quick")
     return out, report
 
@@ -133,7 +134,9 @@ def test_adult_peers_rows_or_notes(adult):
     assert result["sentences"] == ["adult/income", "adult/never_married"]
     peers = {"deepctr_mmoe", "deepctr_ple"} if _importable("deepctr") else set()
     peers |= {"lightgbm"} if _importable("lightgbm") else set()
-    assert set(result["summary"]) == {"grec"} | peers
+    # grec_piecewise_linear trains on statistics of its own: the base config's carry no quantile bins
+    assert set(result["summary"]) == {"grec", "grec_piecewise_linear"} | peers
+    assert not any("grec_piecewise_linear" in note for note in result["notes"])
     for name, summary in result["summary"].items():
         _check_statistics(summary["mean_auc"])
         for s in result["sentences"]:

@@ -82,6 +82,8 @@ ROUTE_EMBEDDING_DIM_DEFAULT = 16  # model.route_embedding_dim when unset
 # model.numerical_embedding: how FeatureGroupEncoder embeds normalized numericals
 NUMERICAL_EMBEDDINGS = ("linear", "periodic", "piecewise_linear")
 PIECEWISE_LINEAR_BINS = 48  # quantile bins per numerical of numerical_embedding piecewise_linear (rtdl's default)
+# model.feature_tokens: one token per feature group (context, item) or one per feature
+FEATURE_TOKENS = ("group", "feature")
 # model.task_token: how the task token composes the flow and use-case embeddings (TaskSentenceEmbedding)
 TASK_TOKEN_COMPOSITIONS = ("mean", "concat")
 # train.learning_rate_schedule: how the optimizer's rate moves over the run (grec_tf.training.optimizer)
@@ -374,6 +376,12 @@ class ModelConfig(_Section):
     cross_layers: int = setting(0, help="DCN-v2 full-rank cross layers (tfrs Cross) over the concatenated "
                                         "embeddings of the context and item encoders, before their projection "
                                         "to d_model; 0: none.", example=2, bounds=AT_LEAST_0)
+    feature_tokens: str = setting(
+        "group", help="group: the context and item encoders each give the token stack one token (their features "
+                      "concatenated, crossed if cross_layers, and projected); feature: one token per feature (a "
+                      "linear map of its embedding, normalized value or numerical embedding to d_model), so the "
+                      "mixer's attention crosses features. Needs cross_layers 0.",
+        example="feature", choices=FEATURE_TOKENS)
     task_token: str = setting(
         "mean", help="The task token of a (flow, use case): mean (the paper's eq. 8: the mean of a flow and a "
                      "use-case embedding, both d_model wide) or concat (a flow embedding and a use-case "
@@ -382,6 +390,9 @@ class ModelConfig(_Section):
         example="concat", choices=TASK_TOKEN_COMPOSITIONS)
 
     def _check(self) -> None:
+        if self.feature_tokens == "feature" and self.cross_layers:
+            raise ConfigError(f"model.cross_layers: crosses act on a group's concatenated features, which "
+                              f"model.feature_tokens 'feature' does not form; expected 0, got {self.cross_layers}")
         if self.task_token == "concat" and self.d_model < 2:
             raise ConfigError(f"model.task_token: concat gives the flow and the use case half of d_model each, "
                               f"so it needs model.d_model >= 2, got {self.d_model}")

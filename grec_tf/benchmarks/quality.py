@@ -71,6 +71,7 @@ VARIANTS: Dict[str, List[str]] = {
     "grec_expert_hidden_256": _GREC + ["model.expert_hidden=256"],
     "grec_d_model_128": _GREC + ["model.d_model=128"],
     "grec_dropout": _GREC + ["model.dropout=0.1"],
+    "grec_feature_tokens": _GREC + ["model.feature_tokens=feature"],  # one token per feature, not per group
     "grec_task_token_concat": _GREC + ["model.task_token=concat"],  # eq. 8's mean vs a concatenation
     "mmoe": ["model.type=mmoe", "model.num_experts=8"],
     "shared_bottom": ["model.type=shared_bottom"],

@@ -147,7 +147,8 @@ def build_group_encoder(config: ExperimentConfig, statistics: FeatureStatistics,
         return None
     return FeatureGroupEncoder(categorical, numerical, vectors, config.model.d_model,
                                numerical_embedding=config.model.numerical_embedding,
-                               cross_layers=config.model.cross_layers, name=f"{group}_encoder")
+                               cross_layers=config.model.cross_layers, tokens=config.model.feature_tokens,
+                               name=f"{group}_encoder")
 
 
 def numerical_spec(name: str, statistics: FeatureStatistics, numerical_embedding: str) -> Dict:

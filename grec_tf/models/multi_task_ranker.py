@@ -158,13 +158,16 @@ class MultiTaskRanker(tfrs.models.Model):
 
     # -- forward -----------------------------------------------------------------------------------
     def encode(self, features: Dict[str, tf.Tensor], training=None) -> tf.Tensor:
-        """The task-independent tokens [B, 4, D] (``ENCODED_TOKENS``: sequence, context, search, item) of every
-        row: everything that does not depend on the task sentence (``flow`` gives only the batch size)."""
+        """The task-independent tokens [B, P, D] (``ENCODED_TOKENS``: sequence, context, search, item; P = 4, or
+        :attr:`num_encoded_tokens` with per-feature context or item tokens) of every row: everything that does
+        not depend on the task sentence (``flow`` gives only the batch size)."""
         batch = tf.shape(features["flow"])[0]
         zeros = tf.zeros([batch, self.d_model], self.compute_dtype)
         item = self.item_encoder(features) if self.item_encoder else zeros
+        # target attention's candidate is one vector: the mean of per-feature item tokens
+        candidate = tf.reduce_mean(item, axis=1) if len(item.shape) == 3 else item
         tokens = {
-            "sequence": (self.sequence_encoder(features, candidate=item, training=training)
+            "sequence": (self.sequence_encoder(features, candidate=candidate, training=training)
                          if self.sequence_encoder else zeros),
             "context": self.context_encoder(features) if self.context_encoder else zeros,
             "search": (tf.add_n([tf.cast(encoder(features[name], training=training), self.compute_dtype)
@@ -172,8 +175,16 @@ class MultiTaskRanker(tfrs.models.Model):
                        if self.text_encoders else zeros),
             "item": item,
         }
-        stack = tf.stack([tf.cast(tokens[name], self.compute_dtype) for name in ENCODED_TOKENS], axis=1)
-        return tf.ensure_shape(stack, [None, len(ENCODED_TOKENS), self.d_model])
+        # an encoder with per-feature tokens gives [B, F, D] where the others give [B, D]
+        stack = tf.concat([tf.cast(tokens[name] if len(tokens[name].shape) == 3 else tokens[name][:, None],
+                                   self.compute_dtype) for name in ENCODED_TOKENS], axis=1)
+        return tf.ensure_shape(stack, [None, self.num_encoded_tokens, self.d_model])
+
+    @property
+    def num_encoded_tokens(self) -> int:
+        """P, the task-independent tokens of a row: 4, or more when an encoder gives one token per feature."""
+        return 2 + sum(encoder.num_tokens if encoder is not None else 1
+                       for encoder in (self.context_encoder, self.item_encoder))
 
     def encode_shared(self, features: Dict[str, tf.Tensor],
                       training=None) -> Tuple[tf.Tensor, Optional[tf.Tensor]]:
@@ -207,7 +218,7 @@ class MultiTaskRanker(tfrs.models.Model):
             return {"flow_id": flow_id, "use_case_id": use_case_id, "tokens": shared_tokens(encoded, rows, own)}
         if rows is not None:
             encoded = tf.gather(encoded, rows)
-        stack = tf.ensure_shape(tf.concat([encoded, own], axis=1), [None, len(TOKENS), self.d_model])
+        stack = tf.ensure_shape(tf.concat([encoded, own], axis=1), [None, self.num_encoded_tokens + 1, self.d_model])
         return {"flow_id": flow_id, "use_case_id": use_case_id, "tokens": stack}
 
     def tokens(self, features: Dict[str, tf.Tensor], training=None) -> Dict[str, tf.Tensor]:

@@ -91,6 +91,7 @@ def test_each_cross_layer_adds_a_full_rank_kernel_and_is_the_identity_at_zero():
     ({"numerical_embedding": "periodic"}, ["periodic/frequencies", "periodic/kernel"]),
     ({"cross_layers": 2}, ["cross_0/", "cross_1/"]),
     ({"numerical_embedding": "piecewise_linear"}, ["piecewise_linear/kernel", "piecewise_linear/bias"]),
+    ({"feature_tokens": "feature"}, ["_token/kernel"]),
 ])
 def test_gradients_reach_the_new_weights_of_both_encoders(options, weight_names):
     frame = tiny_frame(128, seed=5)
@@ -193,3 +194,51 @@ def test_piecewise_linear_statistics_and_edges_follow_the_normalization():
         numerical_spec("tenure", plain, "piecewise_linear")
     with pytest.raises(ValueError, match="piecewise_linear needs the bin edges of every numerical"):
         FeatureGroupEncoder(CATEGORICAL, NUMERICAL, VECTORS, D, numerical_embedding="piecewise_linear")
+
+
+@pytest.mark.parametrize("numerical_embedding", ["linear", "periodic"])
+def test_feature_tokens_give_each_feature_a_token_of_its_own(numerical_embedding):
+    layer = encoder(tokens="feature", numerical_embedding=numerical_embedding)
+    out = layer(INPUTS).numpy()
+    names = layer.input_names
+    assert layer.num_tokens == len(names) and out.shape == (len(INPUTS[names[0]]), len(names), D)
+    for changed, name in enumerate(names):  # a feature's new value moves its token and no other
+        inputs = dict(INPUTS)
+        value = INPUTS[name]
+        inputs[name] = (tf.constant(["zz-unseen"] * len(value)) if value.dtype == tf.string
+                        else tf.ones_like(value) * 7.0)
+        moved = np.abs(layer(inputs).numpy() - out).max(axis=(0, 2))
+        assert moved[changed] > 1e-4 and np.all(np.delete(moved, changed) == 0), name
+
+
+def test_feature_tokens_reject_crosses():
+    with pytest.raises(ValueError, match="cross_layers: crosses act on a group's concatenated features"):
+        encoder(tokens="feature", cross_layers=1)
+    with pytest.raises(ValueError, match="feature_tokens: expected one of"):
+        encoder(tokens="field")
+    with pytest.raises(ConfigError, match="model.cross_layers: .* model.feature_tokens 'feature' .* expected 0, got 2"):
+        tiny_config(feature_tokens="feature", cross_layers=2)
+    with pytest.raises(ConfigError, match="model.feature_tokens: expected one of"):
+        tiny_config(feature_tokens="field")
+
+
+def test_a_feature_token_model_stacks_every_feature_and_serves_the_same_scores(tmp_path):
+    from grec_tf.data.feature_arrays import IMPRESSION_KEY
+    from grec_tf.models.multi_task_ranker import MultiTaskRanker
+    from grec_tf.serving.signatures import export_model
+
+    frame = tiny_frame(128, seed=5)
+    config = tiny_config(feature_tokens="feature", target_attention=True)
+    model = Experiment(config, statistics=compute_feature_statistics(frame, config)).build_model()
+    batch = _batch(frame, config, 64)
+    # sequence, 2 context features (plan, tenure), search, 4 item features (item_id, brand, price, item_vec)
+    assert model.num_encoded_tokens == 8 and model.encode(batch).shape == (64, 8, config.model.d_model)
+    expected = model(batch, training=False)["probability"].numpy()
+    clone = MultiTaskRanker.from_config(model.get_config())
+    clone(batch, training=False)
+    clone.set_weights(model.get_weights())
+    np.testing.assert_allclose(clone(batch, training=False)["probability"].numpy(), expected, atol=1e-6)
+    loaded = tf.saved_model.load(export_model(model, config, str(tmp_path)))
+    inputs = {k: v for k, v in batch.items() if k not in ("label", IMPRESSION_KEY)}
+    np.testing.assert_allclose(loaded.signatures["serving_default"](**inputs)["probability"].numpy(), expected,
+                               atol=1e-5)

@@ -13,7 +13,9 @@ from grec_tf.experiment import Experiment
 from grec_tf.serving.signatures import ServingModule
 from tests.tiny_experiment import tiny_config, tiny_impression_frame
 
-MODEL_TYPES = ["grec", "mmoe", "shared_bottom"]
+#: name -> model keys; grec_feature_tokens: one token per context and item feature (a longer shared stack)
+MODELS = {"grec": {"type": "grec"}, "mmoe": {"type": "mmoe"}, "shared_bottom": {"type": "shared_bottom"},
+          "grec_feature_tokens": {"type": "grec", "feature_tokens": "feature"}}
 
 
 @pytest.fixture(scope="module")
@@ -65,10 +67,10 @@ def test_changing_any_feature_value_changes_the_key():
         assert keys[0] == keys[1] and keys[2] != keys[0], column  # route columns do not count, features do
 
 
-@pytest.mark.parametrize("model_type", MODEL_TYPES)
+@pytest.mark.parametrize("variant", MODELS)
 @pytest.mark.parametrize("training", [True, False])
-def test_loss_and_every_gradient_equal_with_and_without_the_key(frame, model_type, training):
-    config, model = _model(frame, type=model_type, dropout=0.0)
+def test_loss_and_every_gradient_equal_with_and_without_the_key(frame, variant, training):
+    config, model = _model(frame, **MODELS[variant], dropout=0.0)
     batch = _batch(frame, config)
     loss, grads = _loss_and_gradients(model, batch, training)
     row_loss, row_grads = _loss_and_gradients(model, _without_key(batch), training)
@@ -103,9 +105,9 @@ def test_encoders_run_once_per_impression_of_the_batch(frame, monkeypatch):
     assert encoded_rows == [len(frame)]  # without the key (serving) every row is encoded
 
 
-@pytest.mark.parametrize("model_type", MODEL_TYPES)
-def test_score_all_equals_scoring_every_raw_row_once_per_use_case(frame, model_type):
-    config, model = _model(frame, type=model_type)
+@pytest.mark.parametrize("variant", MODELS)
+def test_score_all_equals_scoring_every_raw_row_once_per_use_case(frame, variant):
+    config, model = _model(frame, **MODELS[variant])
     features = {name: value for name, value in _batch(frame, config).items()
                 if name not in ("use_case", "label", IMPRESSION_KEY)}
     use_cases = tf.constant(list(config.data.use_cases))

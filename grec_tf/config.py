@@ -371,7 +371,7 @@ class ModelConfig(_Section):
                        "of all of a group's numericals) or periodic (PLR, Gorishniy et al. NeurIPS '22: sin/cos of "
                        "48 trainable frequencies per feature, then a Dense of its own and ReLU to width 24) or "
                        "piecewise_linear (PLE, same paper: the value's position in each of up to 48 training-split "
-                       "quantile bins, then a Dense of its own and ReLU to width 24; pandas statistics only).",
+                       "quantile bins, then a Dense of its own and ReLU to width 24).",
         example="periodic", choices=NUMERICAL_EMBEDDINGS)
     cross_layers: int = setting(0, help="DCN-v2 full-rank cross layers (tfrs Cross) over the concatenated "
                                         "embeddings of the context and item encoders, before their projection "

@@ -72,6 +72,9 @@ VARIANTS: Dict[str, List[str]] = {
     "grec_d_model_128": _GREC + ["model.d_model=128"],
     "grec_dropout": _GREC + ["model.dropout=0.1"],
     "grec_feature_tokens": _GREC + ["model.feature_tokens=feature"],  # one token per feature, not per group
+    # FT-Transformer with PLE, the strongest network of Gorishniy et al. '22 on tabular data
+    "grec_feature_tokens_piecewise_linear": _GREC + ["model.feature_tokens=feature",
+                                                     "model.numerical_embedding=piecewise_linear"],
     "grec_task_token_concat": _GREC + ["model.task_token=concat"],  # eq. 8's mean vs a concatenation
     "mmoe": ["model.type=mmoe", "model.num_experts=8"],
     "shared_bottom": ["model.type=shared_bottom"],

@@ -29,8 +29,8 @@ class FeatureStatistics:
     (features sharing a vocabulary through ``vocabulary_of`` hold equal lists).
     ``moments``: numerical -> [mean, variance].
     ``text_vocabularies``: text -> WordPiece vocabulary (reserved tokens first).
-    ``quantiles``: numerical -> its distinct quantile bin edges, raw units (only with
-    ``model.numerical_embedding: piecewise_linear``, which reads them).
+    ``quantiles``: numerical -> its distinct quantile bin edges, raw units (the pandas path computes them
+    only for ``model.numerical_embedding: piecewise_linear``, which reads them; the tf.Transform path always).
     """
 
     vocabularies: Dict[str, List[str]] = field(default_factory=dict)
@@ -68,11 +68,18 @@ def normalization_moments(mean: float, variance: float, count: int) -> List[floa
 
 def quantile_edges(values: np.ndarray, bins: int) -> List[float]:
     """The distinct ``bins``-quantiles (``bins + 1`` of them, fewer where values repeat) of the finite
-    ``values``; a feature with fewer than two distinct values gets ``[v, v + 1]`` (one bin)."""
+    ``values``, by :func:`distinct_edges`."""
     finite = values[np.isfinite(values)].astype(np.float64)
-    if finite.size == 0:
+    return distinct_edges(np.quantile(finite, np.linspace(0.0, 1.0, bins + 1)) if finite.size else finite)
+
+
+def distinct_edges(edges: Iterable[float]) -> List[float]:
+    """The sorted distinct finite ``edges``: at least two, so at least one bin (``[v, v + 1]`` from one value,
+    ``[0, 1]`` from none). The pandas and the tf.Transform statistics both end here."""
+    edges = np.asarray(list(edges), np.float64)
+    edges = np.unique(edges[np.isfinite(edges)])
+    if edges.size == 0:
         return [0.0, 1.0]
-    edges = np.unique(np.quantile(finite, np.linspace(0.0, 1.0, bins + 1)))
     return [float(e) for e in edges] if edges.size >= 2 else [float(edges[0]), float(edges[0]) + 1.0]
 
 

@@ -160,7 +160,8 @@ def numerical_spec(name: str, statistics: FeatureStatistics, numerical_embedding
         if name not in statistics.quantiles:
             raise ConfigError(f"model.numerical_embedding: piecewise_linear needs the quantiles of numerical "
                               f"{name!r}, which these feature statistics lack (computed for another "
-                              f"numerical_embedding, or by the tf.Transform path, which does not compute them)")
+                              f"numerical_embedding, or a folder preprocessed before quantiles were computed: "
+                              f"preprocess it again)")
         scale = max(variance ** 0.5, 1e-7)
         spec["edges"] = [(edge - mean) / scale for edge in statistics.quantiles[name]]
     return spec

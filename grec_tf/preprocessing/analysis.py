@@ -6,8 +6,10 @@ into dozens of Beam transforms, and building and translating the graph dominated
 ``tft.vocabulary`` with counts over ``owner<sep>id`` keys, holding the ids of every vocabulary owner (a feature,
 or the feature others share through ``vocabulary_of``: all member columns count); one ``tft.mean`` over
 ``[x, x^2]`` of every numerical (in float64; variance = E[x^2] - E[x]^2, exact enough unless a mean is ~1e6
-times its standard deviation); one ``tft.size``. Its outputs pass the raw values through and add the moments,
-so the transform graph carries every analyzer result.
+times its standard deviation); one ``tft.size``; and for ``model.numerical_embedding: piecewise_linear``'s bins one
+``tft.quantiles`` (approximate, epsilon :data:`QUANTILE_EPSILON`) with one ``tft.min`` and ``tft.max`` of every
+numerical, always computed so that a preprocessed folder serves either encoding. Its outputs pass the raw values
+through and add the moments and edges, so the transform graph carries every analyzer result.
 
 tf.Transform ranks equal counts by descending id and cuts ``top_k`` on that order; the pandas path ranks ties
 by ascending id. So the vocabularies are computed whole, with counts, and ranked and cut at ``max_vocab`` by
@@ -24,14 +26,17 @@ from typing import Callable, Dict, List, Tuple
 
 import tensorflow as tf
 
-from grec_tf.config import ExperimentConfig
+from grec_tf.config import PIECEWISE_LINEAR_BINS, ExperimentConfig
 from grec_tf.data.feature_arrays import SEQUENCE_PADDING
-from grec_tf.data.feature_statistics import (FeatureStatistics, normalization_moments, ranked_vocabulary,
-                                             shared_vocabulary_owners)
+from grec_tf.data.feature_statistics import (FeatureStatistics, distinct_edges, normalization_moments,
+                                             ranked_vocabulary, shared_vocabulary_owners)
 from grec_tf.data.tfrecord_source import TRANSFORM_OUTPUT, parsed_batches, read_feature_spec, shard_files
 
 VOCABULARY_NAME = "vocabularies"  # the one tf.Transform vocabulary: ids of every owner, keyed by owner
 MOMENTS = "numerical_moments"  # output [B, 3 * numericals] string: mean, variance, count per numerical
+EDGES = "numerical_quantile_edges"  # output [B, (bins + 1) * numericals] string: min, bins - 1 quantiles, max
+#: rank error of the approximate quantiles (a fraction of the rows; 1 / 48 bins is 0.02)
+QUANTILE_EPSILON = 0.001
 _KEY_SEPARATOR = "\x1f"  # between an owner's name and an id in the vocabulary's keys
 
 
@@ -58,6 +63,16 @@ def _moments(inputs: Dict[str, tf.Tensor], numericals: List[str]) -> tf.Tensor:
     return tf.reshape(tf.stack([first, second - first * first, count], axis=1), [-1])
 
 
+def _quantile_edges(inputs: Dict[str, tf.Tensor], numericals: List[str]) -> tf.Tensor:
+    """[(bins + 1) * numericals] float32: the minimum, the bins - 1 inner quantiles and the maximum of each."""
+    import tensorflow_transform as tft
+
+    x = tf.stack([tf.cast(inputs[name], tf.float32) for name in numericals], axis=1)  # [B, n]
+    inner = tft.quantiles(x, PIECEWISE_LINEAR_BINS, QUANTILE_EPSILON, reduce_instance_dims=False)  # [n, bins - 1]
+    low, high = tft.min(x, reduce_instance_dims=False), tft.max(x, reduce_instance_dims=False)  # [n] each
+    return tf.reshape(tf.concat([low[:, None], tf.reshape(inner, [len(numericals), -1]), high[:, None]], 1), [-1])
+
+
 def preprocessing_fn(config: ExperimentConfig) -> Callable[[Dict[str, tf.Tensor]], Dict[str, tf.Tensor]]:
     """The tf.Transform preprocessing function of ``config`` (see the module docstring)."""
     import tensorflow_transform as tft
@@ -73,6 +88,8 @@ def preprocessing_fn(config: ExperimentConfig) -> Callable[[Dict[str, tf.Tensor]
         if numericals:
             moments = tf.strings.as_string(_moments(inputs, numericals), precision=17)
             outputs[MOMENTS] = tf.tile(moments[None], [tf.shape(inputs["flow"])[0], 1])
+            edges = tf.strings.as_string(_quantile_edges(inputs, numericals), precision=9)  # float32 round trip
+            outputs[EDGES] = tf.tile(edges[None], [tf.shape(inputs["flow"])[0], 1])
         return outputs
 
     return transform
@@ -88,15 +105,30 @@ def _vocabulary_counts(path: str) -> Dict[str, List[Tuple[str, int]]]:
     return pairs
 
 
+def _analyzer_values(transform_output, config: ExperimentConfig, first_example: bytes, name: str) -> List[float]:
+    """The floats of output ``name`` (an analyzer result, equal on every example) of the transform graph applied
+    to one example."""
+    raw = tf.io.parse_example([first_example], read_feature_spec(config))
+    return [float(v) for v in transform_output.transform_raw_features(raw)[name].numpy()[0]]
+
+
 def _numerical_moments(transform_output, config: ExperimentConfig, first_example: bytes) -> Dict[str, List[float]]:
-    """numerical -> [mean, variance], read from the transform graph applied to one example."""
+    """numerical -> [mean, variance]."""
     numericals = [f.name for f in config.features if f.kind == "numerical"]
     if not numericals:
         return {}
-    raw = tf.io.parse_example([first_example], read_feature_spec(config))
-    values = [float(v) for v in transform_output.transform_raw_features(raw)[MOMENTS].numpy()[0]]
+    values = _analyzer_values(transform_output, config, first_example, MOMENTS)
     return {name: normalization_moments(values[3 * i], values[3 * i + 1], int(values[3 * i + 2]))
             for i, name in enumerate(numericals)}
+
+
+def _numerical_edges(transform_output, config: ExperimentConfig, first_example: bytes) -> Dict[str, List[float]]:
+    """numerical -> its distinct quantile bin edges (empty for a folder preprocessed before they were computed)."""
+    numericals = [f.name for f in config.features if f.kind == "numerical"]
+    if not numericals or EDGES not in transform_output.transformed_feature_spec():
+        return {}
+    values, width = _analyzer_values(transform_output, config, first_example, EDGES), PIECEWISE_LINEAR_BINS + 1
+    return {name: distinct_edges(values[width * i:width * (i + 1)]) for i, name in enumerate(numericals)}
 
 
 def _text_vocabularies(config: ExperimentConfig) -> Dict[str, List[str]]:
@@ -124,5 +156,7 @@ def statistics_from_transform_output(config: ExperimentConfig) -> FeatureStatist
               for owner in dict.fromkeys(owners.values())}
     first = next(iter(tf.data.TFRecordDataset(shard_files(config, "train")[:1], compression_type="GZIP"))).numpy()
     return FeatureStatistics(vocabularies={name: list(ranked[owner]) for name, owner in owners.items()},
-                             moments=_numerical_moments(output, config, first), text_vocabularies=_text_vocabularies(config))
+                             moments=_numerical_moments(output, config, first),
+                             text_vocabularies=_text_vocabularies(config),
+                             quantiles=_numerical_edges(output, config, first))
 

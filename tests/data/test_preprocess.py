@@ -1,5 +1,6 @@
 """The Beam preprocessing pipeline: statistics equal to the pandas path (on the rows it keeps), its output folder,
 bad rows failing the run with their file and row or going to the dead letters, and the command line."""
+import dataclasses
 import glob
 import json
 import os
@@ -26,6 +27,34 @@ def test_two_worker_run_gives_the_pandas_statistics(preprocessed):
     assert set(got["moments"]) == set(expected.moments) == {"tenure", "price"}
     for name, (mean, variance) in expected.moments.items():
         np.testing.assert_allclose(got["moments"][name], [mean, variance], rtol=1e-6)
+
+
+
+def test_two_worker_run_gives_quantile_edges_near_the_pandas_ones(preprocessed):
+    """tf.Transform's quantiles are approximate (rank error QUANTILE_EPSILON) and pick data values where numpy
+    interpolates, so each pandas edge must have a Beam edge within 1/48 of the rows in rank, not equal."""
+    from grec_tf.config import PIECEWISE_LINEAR_BINS
+
+    config = dataclasses.replace(preprocessed.config, model=dataclasses.replace(
+        preprocessed.config.model, numerical_embedding="piecewise_linear"))
+    expected = compute_feature_statistics(preprocessed.splits["train"], config).quantiles
+    with open(os.path.join(preprocessed.out, "statistics.json")) as handle:
+        got = json.load(handle)["quantiles"]  # computed whatever the config's numerical_embedding
+    assert set(got) == set(expected) == {"tenure", "price"}
+    for name, edges in expected.items():
+        values = np.sort(preprocessed.splits["train"][name].to_numpy(np.float64))
+        beam = np.asarray(got[name])
+        assert beam[0] == pytest.approx(values[0], rel=1e-6) and beam[-1] == pytest.approx(values[-1], rel=1e-6)
+        assert np.all(np.diff(beam) > 0) and len(beam) >= len(edges) // 2
+        rank = lambda x: np.searchsorted(values, x, side="right") / len(values)  # noqa: E731
+        nearest = np.min(np.abs(rank(np.asarray(edges))[:, None] - rank(beam)[None, :]), axis=1)
+        assert nearest.max() <= 1.0 / PIECEWISE_LINEAR_BINS, name
+    from grec_tf.data.feature_statistics import FeatureStatistics
+    from grec_tf.models.factory import numerical_spec
+
+    with open(os.path.join(preprocessed.out, "statistics.json")) as handle:  # what training from the folder reads
+        statistics = FeatureStatistics.from_dict(json.load(handle))
+    assert len(numerical_spec("price", statistics, "piecewise_linear")["edges"]) == len(got["price"])
 
 
 def test_output_folder_holds_shards_schema_and_transform_output(preprocessed):

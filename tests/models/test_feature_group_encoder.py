@@ -223,9 +223,7 @@ def test_feature_tokens_reject_crosses():
 
 
 def test_a_feature_token_model_stacks_every_feature_and_serves_the_same_scores(tmp_path):
-    from grec_tf.data.feature_arrays import IMPRESSION_KEY
-    from grec_tf.models.multi_task_ranker import MultiTaskRanker
-    from grec_tf.serving.signatures import export_model
+    from tests.models.test_multi_task_ranker import assert_round_trips_and_serves
 
     frame = tiny_frame(128, seed=5)
     config = tiny_config(feature_tokens="feature", target_attention=True)
@@ -233,12 +231,4 @@ def test_a_feature_token_model_stacks_every_feature_and_serves_the_same_scores(t
     batch = _batch(frame, config, 64)
     # sequence, 2 context features (plan, tenure), search, 4 item features (item_id, brand, price, item_vec)
     assert model.num_encoded_tokens == 8 and model.encode(batch).shape == (64, 8, config.model.d_model)
-    expected = model(batch, training=False)["probability"].numpy()
-    clone = MultiTaskRanker.from_config(model.get_config())
-    clone(batch, training=False)
-    clone.set_weights(model.get_weights())
-    np.testing.assert_allclose(clone(batch, training=False)["probability"].numpy(), expected, atol=1e-6)
-    loaded = tf.saved_model.load(export_model(model, config, str(tmp_path)))
-    inputs = {k: v for k, v in batch.items() if k not in ("label", IMPRESSION_KEY)}
-    np.testing.assert_allclose(loaded.signatures["serving_default"](**inputs)["probability"].numpy(), expected,
-                               atol=1e-5)
+    assert_round_trips_and_serves(model, config, batch, tmp_path)

@@ -160,6 +160,20 @@ def test_grec_config_with_local_hub_text_encoder_trains(frame, tmp_path):
     assert all(np.allclose(a, b.numpy()) for a, b in zip(frozen, encoder.encoder.variables))
 
 
+def assert_round_trips_and_serves(model, config, batch, tmp_path) -> None:
+    """``model`` rebuilt from its config with its weights, and its SavedModel's ``serving_default``, give its
+    probabilities on ``batch``."""
+    expected = model(batch, training=False)["probability"].numpy()
+    clone = MultiTaskRanker.from_config(model.get_config())
+    clone(batch, training=False)
+    clone.set_weights(model.get_weights())
+    np.testing.assert_allclose(clone(batch, training=False)["probability"].numpy(), expected, atol=1e-6)
+    loaded = tf.saved_model.load(export_model(model, config, str(tmp_path)))
+    inputs = {k: v for k, v in batch.items() if k not in ("label", IMPRESSION_KEY)}
+    np.testing.assert_allclose(loaded.signatures["serving_default"](**inputs)["probability"].numpy(), expected,
+                               atol=1e-5)
+
+
 @pytest.mark.parametrize("encoder_options", [{}, {"numerical_embedding": "periodic"}, {"cross_layers": 2},
                                              {"numerical_embedding": "piecewise_linear"}])
 def test_get_config_round_trip_rebuilds_the_same_model(frame, encoder_options, tmp_path):

@@ -5,13 +5,12 @@ import pytest
 import tensorflow as tf
 
 import grec_tf  # noqa: F401
-from grec_tf.data.feature_arrays import IMPRESSION_KEY, frame_to_arrays
+from grec_tf.data.feature_arrays import frame_to_arrays
 from grec_tf.data.feature_statistics import compute_feature_statistics
 from grec_tf.errors import ConfigError
 from grec_tf.experiment import Experiment
-from grec_tf.models.multi_task_ranker import MultiTaskRanker
 from grec_tf.models.task_sentence_embedding import TaskSentenceEmbedding
-from grec_tf.serving.signatures import export_model
+from tests.models.test_multi_task_ranker import assert_round_trips_and_serves
 from tests.tiny_experiment import tiny_config, tiny_frame
 
 FLOWS, USE_CASES = ["AAL", "EUP", "NSE"], ["CTR", "CVR"]
@@ -66,12 +65,4 @@ def test_a_concat_model_trains_round_trips_and_serves_the_same_scores(model_type
     model.fit(tf.data.Dataset.from_tensor_slices(batch).batch(64), epochs=1, verbose=0)
     assert model.task_embedding.composition == "concat"
     assert not np.allclose(before, model.task_embedding.use_case_embedding.embeddings.numpy())  # it learns
-    expected = model(batch, training=False)["probability"].numpy()
-    clone = MultiTaskRanker.from_config(model.get_config())
-    clone(batch, training=False)
-    clone.set_weights(model.get_weights())
-    np.testing.assert_allclose(clone(batch, training=False)["probability"].numpy(), expected, atol=1e-6)
-    loaded = tf.saved_model.load(export_model(model, config, str(tmp_path)))
-    inputs = {k: v for k, v in batch.items() if k not in ("label", IMPRESSION_KEY)}
-    np.testing.assert_allclose(loaded.signatures["serving_default"](**inputs)["probability"].numpy(), expected,
-                               atol=1e-5)
+    assert_round_trips_and_serves(model, config, batch, tmp_path)

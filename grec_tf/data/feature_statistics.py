@@ -121,3 +121,13 @@ def compute_feature_statistics(train: pd.DataFrame, config: ExperimentConfig) ->
             stats.text_vocabularies[feature.name] = build_wordpiece_vocabulary(
                 [t for t in values.tolist() if t], config.model.text_encoder.vocab_size)
     return stats
+
+
+def statistics_for(config: ExperimentConfig, statistics: FeatureStatistics, train: pd.DataFrame) -> FeatureStatistics:
+    """``statistics`` (computed for another config of the same data) when they hold everything ``config`` reads,
+    else ``config``'s own over ``train``: a piecewise_linear model needs the quantiles that other configs' pandas
+    statistics leave out."""
+    numericals = [f.name for f in config.features if f.kind == "numerical"]
+    if config.model.numerical_embedding == "piecewise_linear" and not set(numericals) <= set(statistics.quantiles):
+        return compute_feature_statistics(train, config)
+    return statistics

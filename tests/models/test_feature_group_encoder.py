@@ -196,6 +196,19 @@ def test_piecewise_linear_statistics_and_edges_follow_the_normalization():
         FeatureGroupEncoder(CATEGORICAL, NUMERICAL, VECTORS, D, numerical_embedding="piecewise_linear")
 
 
+
+def test_a_benchmark_variant_gets_statistics_with_the_quantiles_it_reads():
+    from grec_tf.data.feature_statistics import statistics_for
+
+    frame = tiny_frame(128, seed=2)
+    plain_config, config = tiny_config(), tiny_config(numerical_embedding="piecewise_linear")
+    plain = compute_feature_statistics(frame, plain_config)
+    assert statistics_for(plain_config, plain, frame) is plain  # nothing missing: shared as they are
+    own = statistics_for(config, plain, frame)
+    assert set(own.quantiles) == {"tenure", "price"} and own.moments == plain.moments
+    assert statistics_for(config, own, frame) is own
+
+
 @pytest.mark.parametrize("numerical_embedding", ["linear", "periodic"])
 def test_feature_tokens_give_each_feature_a_token_of_its_own(numerical_embedding):
     layer = encoder(tokens="feature", numerical_embedding=numerical_embedding)

@@ -43,7 +43,6 @@ from grec_tf.benchmarks import deepctr_peers, lightgbm_peer
 from grec_tf.benchmarks.quality_report import markdown
 from grec_tf.benchmarks.seed_comparison import compare, seed_statistics
 from grec_tf.config import ExperimentConfig, apply_overrides, load_config, parse_config
-from grec_tf.data.feature_statistics import statistics_for
 from grec_tf.data.sources import load_splits
 from grec_tf.errors import ConfigError
 from grec_tf.experiment import Experiment
@@ -111,11 +110,9 @@ def variant_config(config: ExperimentConfig, overrides: Sequence[str], seed: int
 def grec_runs(name: str, base: Experiment, seeds: Sequence[int], work: str, verbose: int) -> List[SeedRun]:
     """One GRec-TF variant trained per seed on ``base``'s splits and statistics (ConfigError: invalid here)."""
     runs = []
-    statistics = statistics_for(variant_config(base.config, VARIANTS[name], 0, name), base.statistics,
-                                base.splits["train"])
     for seed in seeds:
         experiment = Experiment(variant_config(base.config, VARIANTS[name], seed, name), splits=base.splits,
-                                statistics=statistics)
+                                statistics=base.statistics)
         metrics = experiment.train(os.path.join(work, f"{name}-{seed}"), verbose=verbose).metrics
         runs.append({"seed": seed, "test": metrics["test"], "train_seconds": metrics["train"]["seconds"],
                      "params": metrics["model"]["params"],

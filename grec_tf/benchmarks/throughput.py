@@ -46,7 +46,6 @@ from grec_tf.benchmarks.quality import VARIANTS
 from grec_tf.benchmarks.step_cost import (flop_rate_split, grec_forward_flops_per_row, peer_forward_flops_per_example,
                                           profile_markdown, train_step_profile)
 from grec_tf.config import ExperimentConfig, load_config
-from grec_tf.data.feature_statistics import statistics_for
 from grec_tf.experiment import Experiment, load_experiment
 from grec_tf.metrics import roc_auc
 from grec_tf.training.evaluation import evaluate_scores
@@ -156,7 +155,7 @@ def grec_row(config: ExperimentConfig, splits: Dict[str, pd.DataFrame], base: Ex
     """Trains and times one GRec-TF model (``config`` carries its variant and precision) on ``splits``;
     the test AUC of each task sentence, their mean, params, the speeds of :func:`speed_row`, forward FLOPs per
     long row and per ``unit``, and with ``profile`` the trained step's op time by op type."""
-    experiment = Experiment(config, splits=splits, statistics=statistics_for(config, base.statistics, splits["train"]))
+    experiment = Experiment(config, splits=splits, statistics=base.statistics)
     extra = {}
     try:
         model = experiment.build_model()  # sets the config's mixed-precision policy

@@ -29,8 +29,9 @@ class FeatureStatistics:
     (features sharing a vocabulary through ``vocabulary_of`` hold equal lists).
     ``moments``: numerical -> [mean, variance].
     ``text_vocabularies``: text -> WordPiece vocabulary (reserved tokens first).
-    ``quantiles``: numerical -> its distinct quantile bin edges, raw units (the pandas path computes them
-    only for ``model.numerical_embedding: piecewise_linear``, which reads them; the tf.Transform path always).
+    ``quantiles``: numerical -> its distinct quantile bin edges, raw units (read by
+    ``model.numerical_embedding: piecewise_linear``; computed whatever the config, as the tf.Transform path does,
+    so statistics computed once serve a model with either encoding).
     """
 
     vocabularies: Dict[str, List[str]] = field(default_factory=dict)
@@ -73,10 +74,11 @@ def quantile_edges(values: np.ndarray, bins: int) -> List[float]:
     return distinct_edges(np.quantile(finite, np.linspace(0.0, 1.0, bins + 1)) if finite.size else finite)
 
 
-def distinct_edges(edges: Iterable[float]) -> List[float]:
-    """The sorted distinct finite ``edges``: at least two, so at least one bin (``[v, v + 1]`` from one value,
-    ``[0, 1]`` from none). The pandas and the tf.Transform statistics both end here."""
-    edges = np.asarray(list(edges), np.float64)
+def distinct_edges(edges: Iterable[float], dtype: type = np.float64) -> List[float]:
+    """The sorted distinct finite ``edges`` as ``dtype`` values: at least two, so at least one bin (``[v, v + 1]``
+    from one value, ``[0, 1]`` from none). The pandas and the tf.Transform statistics both end here, and so do the
+    normalized edges a float32 layer reads (two edges equal in float32 would make an empty bin)."""
+    edges = np.asarray(list(edges), np.float64).astype(dtype)
     edges = np.unique(edges[np.isfinite(edges)])
     if edges.size == 0:
         return [0.0, 1.0]
@@ -113,8 +115,7 @@ def compute_feature_statistics(train: pd.DataFrame, config: ExperimentConfig) ->
             finite = values[np.isfinite(values)]
             stats.moments[feature.name] = normalization_moments(
                 finite.mean() if finite.size else 0.0, finite.var() if finite.size else 0.0, finite.size)
-            if config.model.numerical_embedding == "piecewise_linear":
-                stats.quantiles[feature.name] = quantile_edges(values, PIECEWISE_LINEAR_BINS)
+            stats.quantiles[feature.name] = quantile_edges(values, PIECEWISE_LINEAR_BINS)
         elif feature.kind == "text" and config.model.text_encoder.type == "transformer":
             from grec_tf.text import build_wordpiece_vocabulary
 
@@ -122,12 +123,3 @@ def compute_feature_statistics(train: pd.DataFrame, config: ExperimentConfig) ->
                 [t for t in values.tolist() if t], config.model.text_encoder.vocab_size)
     return stats
 
-
-def statistics_for(config: ExperimentConfig, statistics: FeatureStatistics, train: pd.DataFrame) -> FeatureStatistics:
-    """``statistics`` (computed for another config of the same data) when they hold everything ``config`` reads,
-    else ``config``'s own over ``train``: a piecewise_linear model needs the quantiles that other configs' pandas
-    statistics leave out."""
-    numericals = [f.name for f in config.features if f.kind == "numerical"]
-    if config.model.numerical_embedding == "piecewise_linear" and not set(numericals) <= set(statistics.quantiles):
-        return compute_feature_statistics(train, config)
-    return statistics

@@ -33,10 +33,10 @@ class PiecewiseLinearEmbedding(tf.keras.layers.Layer):
         if not self.edges or width < 1:
             raise ValueError(f"PiecewiseLinearEmbedding: expected at least one feature and width >= 1, got "
                              f"{len(self.edges)} features, width {width}")
-        for f, feature in enumerate(self.edges):
-            if len(feature) < 2 or not np.all(np.diff(feature) > 0):
+        for f, feature in enumerate(self.edges):  # checked as the float32 values the layer computes with
+            if len(feature) < 2 or not np.all(np.diff(np.float32(feature)) > 0):
                 raise ValueError(f"PiecewiseLinearEmbedding: feature {f}'s edges must be at least two strictly "
-                                 f"increasing numbers, got {feature}")
+                                 f"increasing float32 numbers, got {feature}")
         self.width = width
         self.bins = max(len(feature) - 1 for feature in self.edges)
         lower, span, low, high = (np.zeros((len(self.edges), self.bins), np.float32) for _ in range(4))

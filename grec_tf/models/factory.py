@@ -8,10 +8,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Dict, List, Optional, Type
 
+import numpy as np
 import tensorflow as tf
 
 from grec_tf.config import ROUTE_EMBEDDING_DIM_DEFAULT, ExperimentConfig, ModelConfig, TextEncoderConfig
-from grec_tf.data.feature_statistics import FeatureStatistics
+from grec_tf.data.feature_statistics import FeatureStatistics, distinct_edges
 from grec_tf.errors import ConfigError
 from grec_tf.layers import (ROUTERS, FeedForwardExperts, MultiQueryAttention, ParallelTransformerBlock, Router,
                             SparseMoE)
@@ -153,17 +154,17 @@ def build_group_encoder(config: ExperimentConfig, statistics: FeatureStatistics,
 
 def numerical_spec(name: str, statistics: FeatureStatistics, numerical_embedding: str) -> Dict:
     """The encoder's spec of one numerical: its normalization moments and, for ``piecewise_linear``, its quantile
-    bin edges mapped through the same normalization (Keras ``Normalization``: (x - mean) / max(std, 1e-7))."""
+    bin edges mapped through the same normalization (Keras ``Normalization``: (x - mean) / max(std, 1e-7)), distinct
+    as the float32 values the layer computes with."""
     mean, variance = statistics.moments[name]
     spec = {"name": name, "mean": mean, "variance": variance}
     if numerical_embedding == "piecewise_linear":
         if name not in statistics.quantiles:
             raise ConfigError(f"model.numerical_embedding: piecewise_linear needs the quantiles of numerical "
-                              f"{name!r}, which these feature statistics lack (computed for another "
-                              f"numerical_embedding, or a folder preprocessed before quantiles were computed: "
-                              f"preprocess it again)")
+                              f"{name!r}, which these feature statistics lack (saved before quantiles were "
+                              f"computed: compute the statistics, or preprocess the folder, again)")
         scale = max(variance ** 0.5, 1e-7)
-        spec["edges"] = [(edge - mean) / scale for edge in statistics.quantiles[name]]
+        spec["edges"] = distinct_edges([(edge - mean) / scale for edge in statistics.quantiles[name]], np.float32)
     return spec
 
 

@@ -75,14 +75,15 @@ class FeatureGroupEncoder(tf.keras.layers.Layer):
             self.output_projection = tf.keras.layers.Dense(d_model, activation=gelu_exact, name="output_projection")
 
     def _numerical_layer(self) -> tf.keras.layers.Layer | None:
-        """[B, F] normalized numericals -> the numerical part; None without numericals."""
+        """[B, F] normalized numericals -> the numerical part; None without numericals, or for linear per-feature
+        tokens (each normalized value is then its own part)."""
         if not self.numerical:
             return None
         if self.numerical_embedding == "periodic":
             return PeriodicEmbedding(len(self.numerical), **self.periodic, name="periodic")
         if self.numerical_embedding == "piecewise_linear":
             return PiecewiseLinearEmbedding([spec["edges"] for spec in self.numerical], name="piecewise_linear")
-        if self.tokens == "feature":  # each normalized value is its own part
+        if self.tokens == "feature":
             return None
         return tf.keras.layers.Dense(self.wide_units, name="wide")
 

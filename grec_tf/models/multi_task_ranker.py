@@ -16,7 +16,7 @@ from grec_tf.data.feature_arrays import IMPRESSION_KEY
 from grec_tf.layers.shared_tokens import shared_tokens
 from grec_tf.models.task_sentence_embedding import TaskSentenceEmbedding
 
-#: the S = 5 tokens of the stack, in order
+#: the tokens of the stack, in order (S = 5; with per-feature tokens the context and item tokens are one per feature)
 TOKENS = ("sequence", "context", "search", "item", "task")
 #: the tokens the encoders compute from the features alone (the same for every task sentence of an impression)
 ENCODED_TOKENS = TOKENS[:-1]
@@ -183,8 +183,9 @@ class MultiTaskRanker(tfrs.models.Model):
     @property
     def num_encoded_tokens(self) -> int:
         """P, the task-independent tokens of a row: 4, or more when an encoder gives one token per feature."""
-        return 2 + sum(encoder.num_tokens if encoder is not None else 1
-                       for encoder in (self.context_encoder, self.item_encoder))
+        group_tokens = sum(encoder.num_tokens if encoder is not None else 1  # a missing group: one zero token
+                           for encoder in (self.context_encoder, self.item_encoder))
+        return group_tokens + 2  # + sequence and search
 
     def encode_shared(self, features: Dict[str, tf.Tensor],
                       training=None) -> Tuple[tf.Tensor, Optional[tf.Tensor]]:

@@ -179,34 +179,38 @@ def test_quantile_edges_are_distinct_training_quantiles():
 
 
 def test_piecewise_linear_statistics_and_edges_follow_the_normalization():
+    from grec_tf.data.feature_statistics import FeatureStatistics
     from grec_tf.models.factory import numerical_spec
 
     frame = tiny_frame(256, seed=2)
-    plain = compute_feature_statistics(frame, tiny_config())
-    assert plain.quantiles == {}  # only the piecewise_linear encoding computes (and stores) them
-    config = tiny_config(numerical_embedding="piecewise_linear")
-    statistics = compute_feature_statistics(frame, config)
+    statistics = compute_feature_statistics(frame, tiny_config())  # any encoding: one statistics serve both
     assert set(statistics.quantiles) == {"tenure", "price"} and len(statistics.quantiles["tenure"]) > 10
+    assert compute_feature_statistics(frame, tiny_config(numerical_embedding="piecewise_linear")) == statistics
     spec = numerical_spec("tenure", statistics, "piecewise_linear")
     mean, variance = statistics.moments["tenure"]
-    np.testing.assert_allclose(spec["edges"], (np.array(statistics.quantiles["tenure"]) - mean) / variance ** 0.5)
+    np.testing.assert_allclose(spec["edges"], (np.array(statistics.quantiles["tenure"]) - mean) / variance ** 0.5,
+                               rtol=1e-6)
+    assert "edges" not in numerical_spec("tenure", statistics, "linear")
+    older = FeatureStatistics(vocabularies=statistics.vocabularies, moments=statistics.moments)  # saved before
     with pytest.raises(ConfigError, match="piecewise_linear needs the quantiles of numerical 'tenure'"):
-        numerical_spec("tenure", plain, "piecewise_linear")
+        numerical_spec("tenure", older, "piecewise_linear")
     with pytest.raises(ValueError, match="piecewise_linear needs the bin edges of every numerical"):
         FeatureGroupEncoder(CATEGORICAL, NUMERICAL, VECTORS, D, numerical_embedding="piecewise_linear")
 
 
+def test_normalized_edges_stay_distinct_in_float32():
+    """Raw edges distinct in float64 that one float32 value holds would give the layer an empty bin (0 / 0)."""
+    from grec_tf.data.feature_statistics import FeatureStatistics
+    from grec_tf.models.factory import numerical_spec
 
-def test_a_benchmark_variant_gets_statistics_with_the_quantiles_it_reads():
-    from grec_tf.data.feature_statistics import statistics_for
-
-    frame = tiny_frame(128, seed=2)
-    plain_config, config = tiny_config(), tiny_config(numerical_embedding="piecewise_linear")
-    plain = compute_feature_statistics(frame, plain_config)
-    assert statistics_for(plain_config, plain, frame) is plain  # nothing missing: shared as they are
-    own = statistics_for(config, plain, frame)
-    assert set(own.quantiles) == {"tenure", "price"} and own.moments == plain.moments
-    assert statistics_for(config, own, frame) is own
+    raw = [0.0, 1.0, 1.0 + 1e-9, 2.0]  # 1.0 and 1.0 + 1e-9 are one float32
+    statistics = FeatureStatistics(moments={"x": [0.0, 1.0]}, quantiles={"x": raw})
+    edges = numerical_spec("x", statistics, "piecewise_linear")["edges"]
+    assert edges == [0.0, 1.0, 2.0]
+    layer = PiecewiseLinearEmbedding([edges], width=2)
+    assert np.all(np.isfinite(layer(tf.constant([[1.0], [1.5]])).numpy()))
+    with pytest.raises(ValueError, match="strictly increasing float32"):
+        PiecewiseLinearEmbedding([raw])
 
 
 @pytest.mark.parametrize("numerical_embedding", ["linear", "periodic"])

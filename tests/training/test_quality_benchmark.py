@@ -134,7 +134,7 @@ def test_adult_peers_rows_or_notes(adult):
     assert result["sentences"] == ["adult/income", "adult/never_married"]
     peers = {"deepctr_mmoe", "deepctr_ple"} if _importable("deepctr") else set()
     peers |= {"lightgbm"} if _importable("lightgbm") else set()
-    # grec_piecewise_linear trains on statistics of its own: the base config's carry no quantile bins
+    # grec_piecewise_linear reads the quantile bins of the statistics every variant shares
     assert set(result["summary"]) == {"grec", "grec_piecewise_linear"} | peers
     assert not any("grec_piecewise_linear" in note for note in result["notes"])
     for name, summary in result["summary"].items():

@@ -112,10 +112,12 @@ class Experiment:
             self._strategy = distribution.make_strategy(self.config.train.distribution)
         return self._strategy
 
-    def build_model(self, strategy: Optional[tf.distribute.Strategy] = None) -> MultiTaskRanker:
+    def build_model(self, strategy: Optional[tf.distribute.Strategy] = None,
+                    for_training: bool = True) -> MultiTaskRanker:
         """A built, compiled model whose variables live under ``strategy`` (default: :attr:`strategy`);
         ``train.mixed_precision`` becomes the global Keras policy and ``train.seed`` seeds Python, NumPy and
-        TensorFlow first."""
+        TensorFlow first. ``for_training=False`` (a model that will only predict, evaluate or export) compiles
+        the optimizer without the run's step count, so no data is read for it."""
         t = self.config.train
         tf.keras.mixed_precision.set_global_policy(t.mixed_precision or "float32")
         if t.seed is not None:  # before any variable or shuffle exists, so both follow the seed
@@ -124,8 +126,8 @@ class Experiment:
         with (strategy or self.strategy).scope():
             model = build_ranker(self.config, statistics)
             model(placeholder_batch(self.config), training=False)  # variables exist before fit/restore
-            # a constant rate never reads the step count: don't load the splits for it (load_run)
-            steps = self.total_train_steps() if t.learning_rate_schedule != "constant" else 0
+            # only a schedule reads the step count, and counting reads the training split (or its manifest)
+            steps = self.total_train_steps() if for_training and t.learning_rate_schedule != "constant" else 0
             model.compile(optimizer=make_optimizer(t, steps), steps_per_execution=t.steps_per_execution)
         return model
 
@@ -216,6 +218,7 @@ def load_run(run_dir: str) -> Tuple[Experiment, MultiTaskRanker]:
     ``data.path`` is unset) and its model with the final weights restored."""
     config, statistics, weights = run_folder.read_run(run_dir)
     experiment = Experiment(config, data_dir=os.path.join(run_dir, "data"), statistics=statistics)
-    model = experiment.build_model(tf.distribute.get_strategy())  # one process, whatever trained it
+    # one process, whatever trained it; the run is over, so its data need not be there to export it
+    model = experiment.build_model(tf.distribute.get_strategy(), for_training=False)
     model.load_weights(weights).expect_partial()
     return experiment, model

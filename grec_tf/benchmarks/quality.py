@@ -61,6 +61,8 @@ VARIANTS: Dict[str, List[str]] = {
     "grec_piecewise_linear": _GREC + ["model.numerical_embedding=piecewise_linear"],
     "grec_cross": _GREC + ["model.cross_layers=2"],
     "grec_warmup_cosine": _GREC + ["train.learning_rate_schedule=warmup_cosine"],
+    # the schema default; configs/ train on warmup_cosine since issue 12
+    "grec_constant_rate": _GREC + ["train.learning_rate_schedule=constant"],
     "grec_weight_decay": _GREC + ["train.weight_decay=0.0001"],  # YAML 1.1 reads 1e-4 as a string
     "grec_sentence_towers": _GREC + ["model.towers=task_sentence"],
     "grec_relu": _GREC + ["model.activation=relu"],  # ReLU experts: no Erfc/Exp in the step (issue 11)

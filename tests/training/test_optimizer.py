@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from grec_tf.config import TrainConfig
-from grec_tf.experiment import Experiment
+from grec_tf.experiment import Experiment, load_run
 from grec_tf.training.optimizer import learning_rate, make_optimizer
 from tests.tiny_experiment import tiny_config, tiny_frame
 
@@ -74,3 +74,18 @@ def test_tiny_run_trains_and_exports_with_each_option(tmp_path, train):
         assert float(run.model.optimizer.learning_rate) < 0.01 * 0.01
     exported = experiment.export(run.model, str(tmp_path / "exports"))
     assert os.path.isfile(os.path.join(exported, "saved_model.pb"))
+
+
+def test_a_finished_warmup_cosine_run_loads_and_exports_without_its_data(tmp_path):
+    # The schedule's step count reads the training split; a run being exported (on another machine, or after
+    # its data moved) must not need it. The splits here were handed in, so the run's config names no file.
+    config = tiny_config()
+    config = dataclasses.replace(config, train=dataclasses.replace(
+        config.train, seed=0, epochs=1, learning_rate_schedule="warmup_cosine"))
+    splits = {"train": tiny_frame(256, 0), "valid": tiny_frame(128, 1), "test": tiny_frame(128, 2)}
+    run = Experiment(config, splits=splits).train(str(tmp_path / "run"), verbose=0)
+    loaded_experiment, loaded = load_run(str(tmp_path / "run"))
+    exported = loaded_experiment.export(loaded, str(tmp_path / "exports"))
+    assert os.path.isfile(os.path.join(exported, "saved_model.pb"))
+    for original, restored in zip(run.model.weights, loaded.weights):
+        np.testing.assert_array_equal(original.numpy(), restored.numpy())

@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from grec_tf.config import ExperimentConfig
 from grec_tf.data.dataset import make_dataset
+from grec_tf.training.optimizer import make_optimizer
 
 #: benchmark model name -> DeepCTR builder in ``deepctr.models.multitask``
 PEER_MODELS = {"deepctr_mmoe": "MMOE", "deepctr_shared_bottom": "SharedBottom", "deepctr_ple": "PLE"}
@@ -82,8 +83,11 @@ def peer_dataset(arrays: Dict[str, np.ndarray], config: ExperimentConfig, shuffl
                                       {k.split("/", 1)[1]: v for k, v in batch.items() if k.startswith("label/")}))
 
 
-def build_peer(name: str, peers: Dict[str, type], feature_columns: list, config: ExperimentConfig) -> tf.keras.Model:
-    """The compiled DeepCTR model ``name`` (a ``PEER_MODELS`` key) in float32, Adam with ``train.learning_rate``.
+def build_peer(name: str, peers: Dict[str, type], feature_columns: list, config: ExperimentConfig,
+               train_persons: int) -> tf.keras.Model:
+    """The compiled DeepCTR model ``name`` (a ``PEER_MODELS`` key) in float32, with GRec-TF's optimizer for
+    ``train`` (:func:`grec_tf.training.optimizer.make_optimizer`: rate, schedule and weight decay), its schedule
+    planned over ``train.epochs`` epochs of ``train_persons`` persons in ``data.batch_size`` batches.
     Python, NumPy and TensorFlow are seeded with ``train.seed`` (``data.seed`` when unset) first, so the
     initial weights and the training shuffle follow it as GRec-TF's do."""
     tf.keras.mixed_precision.set_global_policy("float32")
@@ -93,7 +97,9 @@ def build_peer(name: str, peers: Dict[str, type], feature_columns: list, config:
     tasks = list(config.data.use_cases)
     model = peers[builder](feature_columns, task_types=["binary"] * len(tasks), task_names=tasks, seed=seed,
                            **BUILDER_ARGUMENTS.get(builder, {}))
-    model.compile(optimizer=tf.keras.optimizers.Adam(config.train.learning_rate), loss="binary_crossentropy")
+    # the same optimizer as GRec-TF's models, so a schedule in the config is part of the shared budget
+    steps = config.train.epochs * -(-train_persons // config.data.batch_size)
+    model.compile(optimizer=make_optimizer(config.train, steps), loss="binary_crossentropy")
     return model
 
 

@@ -150,11 +150,12 @@ def deepctr_runs(name: str, base: Experiment, seeds: Sequence[int]) -> List[Seed
     if problem:
         raise NotApplicable(f"{name} skipped: {problem}")
     arrays, feature_columns = deepctr_peers.peer_arrays(base.splits, base.config, peers)
+    persons = len(next(iter(arrays["train"].values())))
     runs = []
     for seed in seeds:
         config = parse_config(apply_overrides(base.config.to_dict(), [f"train.seed={seed}"]))
         started = time.perf_counter()
-        model = deepctr_peers.build_peer(name, peers, feature_columns, config)
+        model = deepctr_peers.build_peer(name, peers, feature_columns, config, persons)
         stopping = tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.train.early_stopping_patience,
                                                     restore_best_weights=True)
         history = model.fit(deepctr_peers.peer_dataset(arrays["train"], config, True),

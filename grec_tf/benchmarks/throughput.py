@@ -200,7 +200,7 @@ def peer_row(name: str, peers: Dict[str, type], feature_columns: list, arrays: D
     """Trains and times one DeepCTR model (``name``: a ``PEER_MODELS`` key, its default architecture) in
     float32; the same report as :func:`grec_row` (DeepCTR's MMoE, the reference, with its step profiled)."""
     tasks = list(config.data.use_cases)
-    model = build_peer(name, peers, feature_columns, config)
+    model = build_peer(name, peers, feature_columns, config, len(arrays["train"][f"label/{tasks[0]}"]))
     epoch_seconds = fit_timed(model, peer_dataset(arrays["train"], config, True),
                               peer_dataset(arrays["valid"], config, False), "val_loss", epochs)
     scores, seconds = timed_predict(lambda features: tf.concat(model(features, training=False), axis=1),

@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from grec_tf.benchmarks import quality
 from grec_tf.benchmarks.quality_report import markdown, verdict_words
@@ -123,6 +124,7 @@ def test_telecom_comparisons_targets_and_markdown(telecom):
     assert result["comparisons"]["sparse_lift_over_single_task"] == {}  # single_task did not run
     md = (out / "quality_telecom.md").read_text()
     assert "exceeds 2 standard errors of the difference" in md and "written as a tie" in md
+    assert "Adam lr 0.002, warm-up + cosine decay (5% warm-up);" in md  # configs/telecom.yaml's schedule
     assert verdict_words(versus["verdict"], "mmoe") in md
     assert "## Sparse task sentences (CVR, CTCVR): GRec's lift over single-task" in md and "Not measured" in md
     assert "broken skipped" in md and "## Per task sentence" in md
@@ -257,3 +259,25 @@ def test_deepctr_on_multi_flow_data_becomes_a_note(tmp_path):
     runs, notes = quality.train_all(["deepctr_mmoe"], base, [0], str(tmp_path), 0, {})
     assert runs == {} and notes == ["deepctr_mmoe skipped: data.flows has 2 flows; DeepCTR's person-level models "
                                     "need one"]
+
+
+@pytest.mark.skipif(not _importable("deepctr"), reason="deepctr (the [peers] extra) is not installed")
+@pytest.mark.parametrize("schedule", ["constant", "warmup_cosine"])
+def test_deepctr_peers_train_on_the_configs_optimizer_and_schedule(tmp_path, schedule):
+    # the schedule is part of the budget every network shares: a peer planned over the same epochs and batches
+    from grec_tf.benchmarks import deepctr_peers
+    from grec_tf.config import load_config
+    path = synthetic_adult(tmp_path / "adult.parquet")
+    config = load_config("configs/adult.yaml", [f"data.path={path}", f"train.learning_rate_schedule={schedule}"])
+    peers = deepctr_peers.import_peers()
+    _, columns = deepctr_peers.peer_arrays(Experiment(config).splits, config, peers)
+    model = deepctr_peers.build_peer("deepctr_mmoe", peers, columns, config, train_persons=100_000)
+    steps = config.train.epochs * math.ceil(100_000 / config.data.batch_size)
+    peak = config.train.learning_rate
+    rate = model.optimizer.get_config()["learning_rate"]  # a float, or the schedule's serialized form
+    if isinstance(rate, dict):
+        rate = tf.keras.optimizers.schedules.deserialize(rate)
+    rates = [float(rate(step)) if callable(rate) else float(rate)
+             for step in (0, round(config.train.warmup_fraction * steps), steps)]
+    expected = [peak] * 3 if schedule == "constant" else [0.0, peak, 0.0]
+    np.testing.assert_allclose(rates, expected, atol=1e-9, rtol=1e-6)

@@ -36,7 +36,7 @@ from grec_tf.serving.sub_model import export_sub_model
 from grec_tf.training import distribution, run_folder
 from grec_tf.training.evaluation import evaluate_scores, predict_probabilities
 from grec_tf.training.expert_utilization import expert_utilization
-from grec_tf.training.optimizer import make_optimizer
+from grec_tf.training.optimizer import make_optimizer, planned_steps
 from grec_tf.training.trainer import TrainingRun, count_params, fit
 
 #: model keys named in a run's summary (``metrics.json`` "model"), when they apply -> their label there
@@ -136,7 +136,7 @@ class Experiment:
         ``data.batch_size``) (a training batch holds ``data.batch_size`` rows, the last one fewer; under a
         distribution strategy ``data.batch_size`` is the global batch, one optimizer step)."""
         rows = read_manifest(self.config)["rows"]["train"] if self.streams else len(self.splits["train"])
-        return self.config.train.epochs * -(-rows // self.config.data.batch_size)
+        return planned_steps(self.config.train.epochs, rows, self.config.data.batch_size)
 
     def evaluate(self, model: tf.keras.Model, split: str = "test") -> Dict:
         """``{"test": metrics per task sentence and use case}`` (+ ``"oracle"`` when the data has one)."""

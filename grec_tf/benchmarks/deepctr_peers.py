@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from grec_tf.config import ExperimentConfig
 from grec_tf.data.dataset import make_dataset
-from grec_tf.training.optimizer import make_optimizer
+from grec_tf.training.optimizer import make_optimizer, planned_steps
 
 #: benchmark model name -> DeepCTR builder in ``deepctr.models.multitask``
 PEER_MODELS = {"deepctr_mmoe": "MMOE", "deepctr_shared_bottom": "SharedBottom", "deepctr_ple": "PLE"}
@@ -73,6 +73,11 @@ def peer_arrays(splits: Dict[str, pd.DataFrame], config: ExperimentConfig,
     return arrays, feature_columns
 
 
+def person_count(columns: Dict[str, np.ndarray]) -> int:
+    """Persons (rows) in one split's columns of :func:`peer_arrays`."""
+    return len(next(iter(columns.values())))
+
+
 def peer_dataset(arrays: Dict[str, np.ndarray], config: ExperimentConfig, shuffle: bool) -> tf.data.Dataset:
     """``(features, {task: labels})`` batches through the same pipeline GRec-TF uses (same shuffle buffer
     and seed); evaluation batches are as large as GRec-TF's."""
@@ -98,7 +103,7 @@ def build_peer(name: str, peers: Dict[str, type], feature_columns: list, config:
     model = peers[builder](feature_columns, task_types=["binary"] * len(tasks), task_names=tasks, seed=seed,
                            **BUILDER_ARGUMENTS.get(builder, {}))
     # the same optimizer as GRec-TF's models, so a schedule in the config is part of the shared budget
-    steps = config.train.epochs * -(-train_persons // config.data.batch_size)
+    steps = planned_steps(config.train.epochs, train_persons, config.data.batch_size)
     model.compile(optimizer=make_optimizer(config.train, steps), loss="binary_crossentropy")
     return model
 

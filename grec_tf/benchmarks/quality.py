@@ -150,7 +150,7 @@ def deepctr_runs(name: str, base: Experiment, seeds: Sequence[int]) -> List[Seed
     if problem:
         raise NotApplicable(f"{name} skipped: {problem}")
     arrays, feature_columns = deepctr_peers.peer_arrays(base.splits, base.config, peers)
-    persons = len(next(iter(arrays["train"].values())))
+    persons = deepctr_peers.person_count(arrays["train"])
     runs = []
     for seed in seeds:
         config = parse_config(apply_overrides(base.config.to_dict(), [f"train.seed={seed}"]))

@@ -36,7 +36,7 @@ def _header(report: Dict) -> List[str]:
              "weights and shuffle), LightGBM's `seed` (row and feature subsampling).",
              f"Budget shared by the networks: {train['epochs']} epochs max, early stopping on the valid loss "
              f"(patience {train['early_stopping_patience']}, best weights restored), batch {data['batch_size']} "
-             f"(GRec-TF: long rows, one per task; DeepCTR: persons), {_optimizer_words(train)}; GRec-TF "
+             f"(GRec-TF: long rows, one per task; DeepCTR: persons), {optimizer_words(train)}; GRec-TF "
              f"d_model {model['d_model']}, expert hidden {model['expert_hidden']}. LightGBM: one model over every task "
              "sentence, 63 leaves, lr 0.05, 80% row/feature subsampling, up to 2000 rounds, early stopping after 50 "
              "on the valid log-loss. Nothing was tuned on test.",
@@ -45,8 +45,9 @@ def _header(report: Dict) -> List[str]:
     return lines + [f"- Note: {note}" for note in report["notes"]] + ([""] if report["notes"] else [])
 
 
-def _optimizer_words(train: Dict) -> str:
-    """The shared optimizer as the report states it, e.g. "Adam lr 0.002, warm-up + cosine decay (5% warm-up)"."""
+def optimizer_words(train: Dict) -> str:
+    """The shared optimizer of a config's ``train`` dict as a report states it, e.g. "Adam lr 0.002, warm-up +
+    cosine decay (5% warm-up)" (the quality and throughput reports)."""
     words = f"{'AdamW' if train.get('weight_decay') else 'Adam'} lr {train['learning_rate']}"
     if train.get("weight_decay"):
         words += f", weight decay {train['weight_decay']}"

@@ -13,8 +13,9 @@ split, unknown values -> index 0) and numerical ones as ``DenseFeat`` normalized
 
 Budget shared by every model: the config's batch size (in rows of each model's own input: a GRec-TF batch
 of 1024 long rows holds 512 Adult persons, a DeepCTR batch of 1024 holds 1024 persons), embedding width 16,
-Adam with the config's learning rate, at most ``epochs`` epochs with early stopping (patience 2, best
-weights restored) on the validation loss (``val_task_loss`` for GRec-TF, ``val_loss`` for DeepCTR).
+the config's optimizer (``grec_tf.training.optimizer``: rate and schedule, the schedule planned over each model's
+own batches), at most ``epochs`` epochs with early stopping (patience 2, best weights restored) on the validation
+loss (``val_task_loss`` for GRec-TF, ``val_loss`` for DeepCTR).
 Training speed counts only the training phase of each epoch (validation excluded); inference speed is
 the median of 3 timed passes over the test split after an untimed one (graph tracing excluded).
 
@@ -40,9 +41,10 @@ import tensorflow as tf
 
 from grec_tf.atomic_files import write_report
 from grec_tf.benchmarks.deepctr_peers import (EMBEDDING_DIM, PEER_MODELS, build_peer, import_peers,
-                                              missing_peers_note, peer_arrays, peer_dataset)
+                                              missing_peers_note, peer_arrays, peer_dataset, person_count)
 from grec_tf.benchmarks.forward_flops import FLOPS_BATCH
 from grec_tf.benchmarks.quality import VARIANTS
+from grec_tf.benchmarks.quality_report import optimizer_words
 from grec_tf.benchmarks.step_cost import (flop_rate_split, grec_forward_flops_per_row, peer_forward_flops_per_example,
                                           profile_markdown, train_step_profile)
 from grec_tf.config import ExperimentConfig, load_config
@@ -200,7 +202,7 @@ def peer_row(name: str, peers: Dict[str, type], feature_columns: list, arrays: D
     """Trains and times one DeepCTR model (``name``: a ``PEER_MODELS`` key, its default architecture) in
     float32; the same report as :func:`grec_row` (DeepCTR's MMoE, the reference, with its step profiled)."""
     tasks = list(config.data.use_cases)
-    model = build_peer(name, peers, feature_columns, config, len(arrays["train"][f"label/{tasks[0]}"]))
+    model = build_peer(name, peers, feature_columns, config, person_count(arrays["train"]))
     epoch_seconds = fit_timed(model, peer_dataset(arrays["train"], config, True),
                               peer_dataset(arrays["valid"], config, False), "val_loss", epochs)
     scores, seconds = timed_predict(lambda features: tf.concat(model(features, training=False), axis=1),
@@ -211,8 +213,8 @@ def peer_row(name: str, peers: Dict[str, type], feature_columns: list, arrays: D
         if name == "deepctr_mmoe" else {}
     flow = config.data.flows[0]
     auc = {f"{flow}/{task}": roc_auc(arrays["test"][f"label/{task}"], scores[:, i]) for i, task in enumerate(tasks)}
-    units = {split: {unit: len(arrays[split][f"label/{tasks[0]}"]),
-                     "rows": len(arrays[split][f"label/{tasks[0]}"]) * len(tasks)} for split in ("train", "test")}
+    units = {split: {unit: person_count(arrays[split]), "rows": person_count(arrays[split]) * len(tasks)}
+             for split in ("train", "test")}
     return {"auc": auc, "mean_auc": _mean(list(auc.values())), "params": count_params(model),
             f"forward_flops_per_{unit}": flops, "forward_flops_per_row": flops / len(tasks), **extra,
             **speed_row(epoch_seconds, units["train"], units["test"], seconds)}
@@ -257,7 +259,8 @@ def dataset_section(name: str, overrides: List[str], models: Sequence[str], epoc
                      **{f"{split}_{k}": v for split in ("train", "valid", "test")
                         for k, v in _units(base.splits[split], *unit).items()}},
             "budget": {"batch_size": config.data.batch_size, "embedding_dim": EMBEDDING_DIM, "max_epochs": epochs,
-                       "patience": PATIENCE, "learning_rate": config.train.learning_rate},
+                       "patience": PATIENCE, "learning_rate": config.train.learning_rate,
+                       "optimizer": optimizer_words(config.to_dict()["train"])},
             "rows": rows, "ratios": ratios(rows, spec["unit"]), "notes": notes}
 
 
@@ -346,7 +349,7 @@ def section_markdown(dataset: str, section: Dict) -> List[str]:
              f"Train / valid / test: {data['train_' + unit]:,} / {data['valid_' + unit]:,} / "
              f"{data['test_' + unit]:,} {unit} ({data['train_rows']:,} / {data['valid_rows']:,} / "
              f"{data['test_rows']:,} long rows). Budget: batch {budget['batch_size']}, embedding {EMBEDDING_DIM}, "
-             f"Adam lr {budget['learning_rate']}, at most {budget['max_epochs']} epochs, patience {PATIENCE}.", "",
+             f"{budget['optimizer']}, at most {budget['max_epochs']} epochs, patience {PATIENCE}.", "",
              f"| model | train {unit}/s | train rows/s | inference {unit}/s | train vs {ratio['reference']} | "
              + "".join(f"AUC {t} | " for t in per_task) + "mean AUC | params | epochs | first epoch s | train s |",
              "|---" * (10 + len(per_task)) + "|"]

@@ -20,6 +20,12 @@ NOT_DECAYED = ("bias", "gamma", "beta", "embedding")
 LearningRate = Union[float, tf.keras.optimizers.schedules.LearningRateSchedule]
 
 
+def planned_steps(epochs: int, rows: int, batch_size: int) -> int:
+    """Optimizer steps of ``epochs`` passes over ``rows`` training rows in batches of ``batch_size`` (the last
+    batch of an epoch smaller): the ``total_steps`` a schedule is planned over."""
+    return epochs * -(-rows // batch_size)
+
+
 def learning_rate(train: TrainConfig, total_steps: int) -> LearningRate:
     """``train.learning_rate`` (constant), or for ``warmup_cosine`` a schedule over ``total_steps`` optimizer
     steps: 0 at step 0, rising linearly to ``train.learning_rate`` at ``round(warmup_fraction x total_steps)``,

@@ -90,6 +90,9 @@ def test_report_structure_and_ranges(report):
     md = (out / "throughput.md").read_text()
     assert "## adult" in md and "## telecom" in md and "deepctr_mmoe/fp32" in md and "## Targets" in md
     assert "Load average" in md
+    # the configs' warm-up + cosine decay is named in the budget every model shares
+    assert adult["budget"]["optimizer"] == "Adam lr 0.002, warm-up + cosine decay (5% warm-up)"
+    assert "Adam lr 0.002, warm-up + cosine decay (5% warm-up), at most" in md
 
 
 def test_flops_flop_rates_and_the_step_profile(report):

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from grec_tf.config import PIECEWISE_LINEAR_BINS, ExperimentConfig
-from grec_tf.data.feature_arrays import SEQUENCE_PADDING, feature_array
+from grec_tf.data.feature_arrays import ROUTE_COLUMNS, SEQUENCE_PADDING, feature_array
 from grec_tf.errors import ConfigError
 
 #: Feature kinds that are looked up in a vocabulary of string ids.
@@ -32,12 +32,16 @@ class FeatureStatistics:
     ``quantiles``: numerical -> its distinct quantile bin edges, raw units (read by
     ``model.numerical_embedding: piecewise_linear``; computed whatever the config, as the tf.Transform path does,
     so statistics computed once serve a model with either encoding).
+    ``tree_edges``: numerical -> its distinct target-aware bin edges, raw units (read by
+    ``model.piecewise_linear_edges: tree``; :func:`grec_tf.data.tree_edges.tree_edges`, computed whatever the
+    config too). Statistics saved before a field existed load with it empty.
     """
 
     vocabularies: Dict[str, List[str]] = field(default_factory=dict)
     moments: Dict[str, List[float]] = field(default_factory=dict)
     text_vocabularies: Dict[str, List[str]] = field(default_factory=dict)
     quantiles: Dict[str, List[float]] = field(default_factory=dict)
+    tree_edges: Dict[str, List[float]] = field(default_factory=dict)
 
     def to_dict(self) -> Dict:
         return dataclasses.asdict(self)
@@ -91,6 +95,12 @@ def shared_vocabulary_owners(config: ExperimentConfig) -> Dict[str, str]:
     return {f.name: f.vocabulary_of or f.name for f in config.features if f.kind in VOCABULARY_KINDS}
 
 
+def task_sentence_codes(frame: pd.DataFrame) -> np.ndarray:
+    """[N] int64: one code per distinct (``flow``, ``use_case``) pair of ``frame``'s rows (computed once for all the
+    numericals' trees: comparing 1M strings per numerical would cost more than the trees)."""
+    return frame.groupby(list(ROUTE_COLUMNS), sort=True).ngroup().to_numpy(np.int64)
+
+
 def compute_feature_statistics(train: pd.DataFrame, config: ExperimentConfig) -> FeatureStatistics:
     """Statistics of every declared feature over the training frame.
 
@@ -107,19 +117,30 @@ def compute_feature_statistics(train: pd.DataFrame, config: ExperimentConfig) ->
         values = np.concatenate([feature_array(train, f).reshape(-1) for f in members])
         vocabularies[owner] = frequency_vocabulary(values, declared[owner].max_vocab)
     stats.vocabularies = {name: list(vocabularies[owner]) for name, owner in owners.items()}
+    _numerical_statistics(train, config, stats)
     for feature in config.features:
-        if feature.kind in VOCABULARY_KINDS:
-            continue
-        values = feature_array(train, feature)
-        if feature.kind == "numerical":
-            finite = values[np.isfinite(values)]
-            stats.moments[feature.name] = normalization_moments(
-                finite.mean() if finite.size else 0.0, finite.var() if finite.size else 0.0, finite.size)
-            stats.quantiles[feature.name] = quantile_edges(values, PIECEWISE_LINEAR_BINS)
-        elif feature.kind == "text" and config.model.text_encoder.type == "transformer":
+        if feature.kind == "text" and config.model.text_encoder.type == "transformer":
             from grec_tf.text import build_wordpiece_vocabulary
 
             stats.text_vocabularies[feature.name] = build_wordpiece_vocabulary(
-                [t for t in values.tolist() if t], config.model.text_encoder.vocab_size)
+                [t for t in feature_array(train, feature).tolist() if t], config.model.text_encoder.vocab_size)
     return stats
+
+
+def _numerical_statistics(train: pd.DataFrame, config: ExperimentConfig, stats: FeatureStatistics) -> None:
+    """Fills the moments, quantile edges and tree edges of every numerical (both kinds of edges whatever the
+    config, so that statistics computed once serve either ``model.piecewise_linear_edges``)."""
+    from grec_tf.data.tree_edges import tree_edges  # scikit-learn, and it imports this module
+
+    numericals = [f for f in config.features if f.kind == "numerical"]
+    if not numericals:
+        return
+    labels, tasks = train[config.data.label_column].to_numpy(), task_sentence_codes(train)
+    for feature in numericals:
+        values = feature_array(train, feature)
+        finite = values[np.isfinite(values)]
+        stats.moments[feature.name] = normalization_moments(
+            finite.mean() if finite.size else 0.0, finite.var() if finite.size else 0.0, finite.size)
+        stats.quantiles[feature.name] = quantile_edges(values, PIECEWISE_LINEAR_BINS)
+        stats.tree_edges[feature.name] = tree_edges(values, labels, tasks, PIECEWISE_LINEAR_BINS)
 

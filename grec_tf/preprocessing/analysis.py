@@ -18,19 +18,29 @@ as gzipped TFRecords, which keep any id (a text vocabulary file drops ids holdin
 
 The WordPiece vocabularies of text features are learned by tensorflow-text's learner, streaming the text
 column of the written training shards (word counts do not depend on row order), as the pandas path does.
+
+The tree edges of ``model.piecewise_linear_edges: tree`` (:func:`grec_tf.data.tree_edges.tree_edges`: the split
+thresholds of one decision tree per task sentence, fitted on a numerical against that task's label) have no
+tf.Transform analyzer: a tree needs its rows together, not a combinable summary. So they are computed by streaming
+the written training shards too, reading only the numericals, ``flow``, ``use_case`` and ``label``, and keeping a
+seeded uniform sample of at most :data:`~grec_tf.data.tree_edges.TREE_SAMPLE_ROWS` rows per task sentence (each
+row draws a uniform key, a task sentence keeps its smallest keys: the sample needs no row count and holds at most
+twice that many rows at a time). Below the cap a task sentence keeps all its rows, as the pandas path does, and the
+trees see the same float32 values, so both paths give the same edges; above it the two samples differ.
 """
 from __future__ import annotations
 
 import os
 from typing import Callable, Dict, List, Tuple
 
+import numpy as np
 import tensorflow as tf
 
 from grec_tf.config import PIECEWISE_LINEAR_BINS, ExperimentConfig
-from grec_tf.data.feature_arrays import SEQUENCE_PADDING
+from grec_tf.data.feature_arrays import ROUTE_COLUMNS, SEQUENCE_PADDING
 from grec_tf.data.feature_statistics import (FeatureStatistics, distinct_edges, normalization_moments,
                                              ranked_vocabulary, shared_vocabulary_owners)
-from grec_tf.data.tfrecord_source import TRANSFORM_OUTPUT, parsed_batches, read_feature_spec, shard_files
+from grec_tf.data.tfrecord_source import LABEL, TRANSFORM_OUTPUT, parsed_batches, read_feature_spec, shard_files
 
 VOCABULARY_NAME = "vocabularies"  # the one tf.Transform vocabulary: ids of every owner, keyed by owner
 MOMENTS = "numerical_moments"  # output [B, 3 * numericals] string: mean, variance, count per numerical
@@ -143,6 +153,48 @@ def _text_vocabularies(config: ExperimentConfig) -> Dict[str, List[str]]:
     return vocabularies
 
 
+def _kept_rows(chunks: List[Tuple[np.ndarray, ...]], size: int) -> Tuple[np.ndarray, ...]:
+    """The rows of the ``size`` smallest keys of ``chunks`` of (keys [k], values [k, F], labels [k])."""
+    keys, values, labels = (np.concatenate(part) for part in zip(*chunks))
+    best = np.argpartition(keys, size)[:size] if keys.size > size else np.arange(keys.size)
+    return keys[best], values[best], labels[best]
+
+
+def _tree_sample(config: ExperimentConfig, numericals: List[str],
+                 seed: int = 0) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A seeded uniform sample of at most ``TREE_SAMPLE_ROWS`` training rows per task sentence, streamed from the
+    shards (see the module docstring): values [n, F] float32 of ``numericals``, labels [n], task codes [n]."""
+    from grec_tf.data.tree_edges import TREE_SAMPLE_ROWS
+
+    rng, chunks = np.random.default_rng(seed), {}  # task sentence -> [(keys, values, labels)]
+    names = list(ROUTE_COLUMNS) + [LABEL] + numericals
+    for batch in parsed_batches(config, "train", names, 8192).as_numpy_iterator():
+        tasks = [flow + b"/" + use_case for flow, use_case in zip(batch["flow"], batch["use_case"])]
+        (unique, inverse), keys = np.unique(tasks, return_inverse=True), rng.random(len(tasks))
+        values = np.stack([batch[name] for name in numericals], axis=1)
+        for code, task in enumerate(unique):
+            rows = inverse == code
+            chunks.setdefault(task, []).append((keys[rows], values[rows], batch[LABEL][rows]))
+            if sum(len(chunk[0]) for chunk in chunks[task]) > 2 * TREE_SAMPLE_ROWS:  # bounded memory
+                chunks[task] = [_kept_rows(chunks[task], TREE_SAMPLE_ROWS)]
+    kept = [_kept_rows(chunks[task], TREE_SAMPLE_ROWS) for task in sorted(chunks)]
+    if not kept:
+        return np.zeros((0, len(numericals)), np.float32), np.zeros(0), np.zeros(0, np.int64)
+    return (np.concatenate([k[1] for k in kept]), np.concatenate([k[2] for k in kept]),
+            np.repeat(np.arange(len(kept)), [len(k[0]) for k in kept]))
+
+
+def _tree_edges(config: ExperimentConfig) -> Dict[str, List[float]]:
+    """numerical -> its tree edges, from the sample of :func:`_tree_sample`."""
+    from grec_tf.data.tree_edges import tree_edges
+
+    numericals = [f.name for f in config.features if f.kind == "numerical"]
+    if not numericals:
+        return {}
+    values, labels, tasks = _tree_sample(config, numericals)
+    return {name: tree_edges(values[:, i], labels, tasks, PIECEWISE_LINEAR_BINS) for i, name in enumerate(numericals)}
+
+
 def statistics_from_transform_output(config: ExperimentConfig) -> FeatureStatistics:
     """The :class:`FeatureStatistics` the pandas path computes, from the tf.Transform output and the training
     shards of a preprocessed folder (``config`` reads it: :func:`grec_tf.data.tfrecord_source.reading_config`)."""
@@ -158,5 +210,5 @@ def statistics_from_transform_output(config: ExperimentConfig) -> FeatureStatist
     return FeatureStatistics(vocabularies={name: list(ranked[owner]) for name, owner in owners.items()},
                              moments=_numerical_moments(output, config, first),
                              text_vocabularies=_text_vocabularies(config),
-                             quantiles=_numerical_edges(output, config, first))
+                             quantiles=_numerical_edges(output, config, first), tree_edges=_tree_edges(config))
 

@@ -57,6 +57,41 @@ def test_two_worker_run_gives_quantile_edges_near_the_pandas_ones(preprocessed):
     assert len(numerical_spec("price", statistics, "piecewise_linear")["edges"]) == len(got["price"])
 
 
+def test_two_worker_run_gives_the_pandas_tree_edges(preprocessed):
+    """Streamed from the shards, every task sentence below the sample cap keeps all its rows, and the trees read the
+    same float32 values as the pandas path's: the same edges, up to their float32 round trip through the shards."""
+    expected = compute_feature_statistics(preprocessed.splits["train"], preprocessed.config).tree_edges
+    with open(os.path.join(preprocessed.out, "statistics.json")) as handle:
+        got = json.load(handle)["tree_edges"]  # computed whatever the config's numerical_embedding
+    assert set(got) == set(expected) == {"tenure", "price"}
+    for name, edges in expected.items():
+        values = preprocessed.splits["train"][name].to_numpy(np.float32)
+        assert edges[0] == values.min() and edges[-1] == values.max()
+        np.testing.assert_allclose(got[name], edges, rtol=1e-6, err_msg=name)
+
+
+def test_streamed_tree_edges_match_the_pandas_ones_and_honour_the_sample_cap(preprocessed, monkeypatch):
+    """The session's ~75 rows a task sentence are too few for leaves of 64 rows: with leaves of 5 the trees split,
+    and the streamed sample's thresholds are the pandas path's; a cap of 30 rows a task sentence is honoured."""
+    from grec_tf.data import tree_edges as tree_module
+    from grec_tf.data.tfrecord_source import reading_config
+    from grec_tf.preprocessing import analysis
+
+    monkeypatch.setattr(tree_module, "TREE_MIN_SAMPLES_LEAF", 5)
+    train, folder = preprocessed.splits["train"], reading_config(preprocessed.config, preprocessed.out)
+    expected = compute_feature_statistics(train, preprocessed.config).tree_edges
+    got = analysis._tree_edges(folder)
+    for name, edges in expected.items():
+        assert len(edges) > 10, name
+        np.testing.assert_allclose(got[name], edges, rtol=1e-6, err_msg=name)
+    monkeypatch.setattr(tree_module, "TREE_SAMPLE_ROWS", 30)
+    values, labels, tasks = analysis._tree_sample(folder, ["tenure", "price"])
+    assert np.bincount(tasks).tolist() == [30] * 4  # every task sentence has more than 30 rows
+    rows = set(zip(train["tenure"].astype(np.float32), train["price"].astype(np.float32), train["label"]))
+    assert set(zip(values[:, 0], values[:, 1], labels.astype(np.int64))) <= rows  # training rows, kept whole
+    assert np.array_equal(analysis._tree_sample(folder, ["tenure", "price"])[0], values)  # seeded
+
+
 def test_output_folder_holds_shards_schema_and_transform_output(preprocessed):
     out, rows = preprocessed.out, preprocessed.manifest["rows"]
     assert rows == {split: len(frame) for split, frame in preprocessed.splits.items()}

@@ -82,6 +82,8 @@ ROUTE_EMBEDDING_DIM_DEFAULT = 16  # model.route_embedding_dim when unset
 # model.numerical_embedding: how FeatureGroupEncoder embeds normalized numericals
 NUMERICAL_EMBEDDINGS = ("linear", "periodic", "piecewise_linear")
 PIECEWISE_LINEAR_BINS = 48  # quantile bins per numerical of numerical_embedding piecewise_linear (rtdl's default)
+# model.piecewise_linear_edges: where piecewise_linear's bin edges come from (FeatureStatistics holds both)
+PIECEWISE_LINEAR_EDGES = ("quantile", "tree")
 # model.feature_tokens: one token per feature group (context, item) or one per feature
 FEATURE_TOKENS = ("group", "feature")
 # model.task_token: how the task token composes the flow and use-case embeddings (TaskSentenceEmbedding)
@@ -373,6 +375,12 @@ class ModelConfig(_Section):
                        "piecewise_linear (PLE, same paper: the value's position in each of up to 48 training-split "
                        "quantile bins, then a Dense of its own and ReLU to width 24).",
         example="periodic", choices=NUMERICAL_EMBEDDINGS)
+    piecewise_linear_edges: str = setting(
+        "quantile", help="piecewise_linear's bin edges: quantile (up to 48 training-split quantiles, PLE-Q) or tree "
+                         "(PLE-T, same paper: the split thresholds of one small decision tree per task sentence "
+                         "fitted on that numerical against the task's label, plus the minimum and maximum; zero-"
+                         "inflated columns get edges where a task's label changes).",
+        example="tree", choices=PIECEWISE_LINEAR_EDGES)
     cross_layers: int = setting(0, help="DCN-v2 full-rank cross layers (tfrs Cross) over the concatenated "
                                         "embeddings of the context and item encoders, before their projection "
                                         "to d_model; 0: none.", example=2, bounds=AT_LEAST_0)
@@ -390,6 +398,10 @@ class ModelConfig(_Section):
         example="concat", choices=TASK_TOKEN_COMPOSITIONS)
 
     def _check(self) -> None:
+        if self.piecewise_linear_edges != "quantile" and self.numerical_embedding != "piecewise_linear":
+            raise ConfigError(f"model.piecewise_linear_edges: {self.piecewise_linear_edges!r} bins apply only to "
+                              f"model.numerical_embedding 'piecewise_linear', got {self.numerical_embedding!r}; "
+                              f"expected 'quantile'")
         if self.feature_tokens == "feature" and self.cross_layers:
             raise ConfigError(f"model.cross_layers: crosses act on a group's concatenated features, which "
                               f"model.feature_tokens 'feature' does not form; expected 0, got {self.cross_layers}")
@@ -724,6 +736,9 @@ APPLICABILITY_RULES: Tuple[ApplicabilityRule, ...] = (
     ApplicabilityRule("model", "declared features",
                       lambda c, _: "a text feature" if any(f.kind == "text" for f in c.features) else "none",
                       {"a text feature": ("text_encoder",), "none": ()}),
+    ApplicabilityRule("model", "model.numerical_embedding", lambda c, _: c.model.numerical_embedding,
+                      {name: ("piecewise_linear_edges",) if name == "piecewise_linear" else ()
+                       for name in NUMERICAL_EMBEDDINGS}),
     ApplicabilityRule("model.text_encoder", "model.text_encoder.type", lambda c, _: c.model.text_encoder.type,
                       TEXT_ENCODER_KEYS_BY_TYPE),
     ApplicabilityRule("data", "data.source", lambda c, _: c.data.source, DATA_KEYS_BY_SOURCE),

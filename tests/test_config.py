@@ -45,6 +45,10 @@ def test_telecom_config_has_twelve_task_sentences():
     ({"train": {"warmup_fraction": 1.0}}, "train.warmup_fraction: expected in [0, 1), got 1.0"),
     ({"train": {"warmup_fraction": -0.1}}, "train.warmup_fraction: expected in [0, 1), got -0.1"),
     ({"train": {"weight_decay": -1e-4}}, "train.weight_decay: expected >= 0, got -0.0001"),
+    ({"model": {"piecewise_linear_edges": "spline"}},
+     "model.piecewise_linear_edges: expected one of ['quantile', 'tree'], got 'spline'"),
+    ({"model": {"piecewise_linear_edges": "tree"}}, "model.piecewise_linear_edges: 'tree' bins apply only to "
+                                                    "model.numerical_embedding 'piecewise_linear', got 'linear'"),
 ])
 def test_invalid_configs_name_the_key(raw, fragment):
     with pytest.raises(ConfigError) as err:

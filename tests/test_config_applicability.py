@@ -45,6 +45,15 @@ def test_routing_specific_keys_within_grec():
     assert "capacity_factor" in token and "route_embedding_dim" not in token
 
 
+def test_piecewise_linear_edges_only_with_the_piecewise_linear_embedding():
+    ple = parse_config({"model": {"numerical_embedding": "piecewise_linear", "piecewise_linear_edges": "tree"}})
+    assert applied_config(ple)["model"]["piecewise_linear_edges"] == "tree"
+    for other in ("linear", "periodic"):
+        model = applied_config(parse_config({"model": {"numerical_embedding": other}}))["model"]
+        assert "piecewise_linear_edges" not in model and model["numerical_embedding"] == other
+    assert unapplied_keys(ple) == []
+
+
 def test_text_encoder_only_with_a_text_feature_and_keys_by_encoder_type():
     assert "text_encoder" not in applied_config(parse_config({}))["model"]
     transformer = applied_config(parse_config({"features": TEXT}))["model"]["text_encoder"]

@@ -82,6 +82,8 @@ def test_every_key_has_a_meaning_and_a_valid_example(key):
         raw["model"]["text_encoder"].setdefault("handle", "encoders/my_hub_model")
     if key.path in ("model.capacity_factor",):
         raw["model"]["routing"] = "token"
+    if key.path == "model.piecewise_linear_edges":  # tree bins are piecewise_linear's
+        raw["model"]["numerical_embedding"] = "piecewise_linear"
     if key.path == "features[].vocabulary_of":
         raw["features"].insert(0, {"name": "item_id", "kind": "item_id"})
     if key.path == "data.test_fraction":

@@ -76,6 +76,10 @@ VARIANTS: Dict[str, List[str]] = {
     # FT-Transformer with PLE, the strongest network of Gorishniy et al. '22 on tabular data
     "grec_feature_tokens_piecewise_linear": _GREC + ["model.feature_tokens=feature",
                                                      "model.numerical_embedding=piecewise_linear"],
+    # the same with target-aware bins (PLE-T): decision-tree thresholds per task sentence instead of quantiles
+    "grec_feature_tokens_piecewise_linear_tree": _GREC + ["model.feature_tokens=feature",
+                                                          "model.numerical_embedding=piecewise_linear",
+                                                          "model.piecewise_linear_edges=tree"],
     "grec_task_token_concat": _GREC + ["model.task_token=concat"],  # eq. 8's mean vs a concatenation
     "mmoe": ["model.type=mmoe", "model.num_experts=8"],
     "shared_bottom": ["model.type=shared_bottom"],

@@ -1,4 +1,4 @@
-"""Piecewise-linear (PLE) embeddings of numerical features over training-split quantile bins."""
+"""Piecewise-linear (PLE) embeddings of numerical features over training-split quantile or tree bins."""
 from __future__ import annotations
 
 from typing import Dict, Sequence
@@ -9,11 +9,11 @@ import tensorflow as tf
 
 @tf.keras.utils.register_keras_serializable(package="grec_tf")
 class PiecewiseLinearEmbedding(tf.keras.layers.Layer):
-    """PLE embeddings of F numericals (Gorishniy et al., NeurIPS '22, "Q-LR"): feature f with bin edges
-    b_0 < ... < b_n (training-split quantiles) -> n values, value t = (x - b_{t-1}) / (b_t - b_{t-1}) clipped to
-    [0, 1] (the first bin is not clipped below, the last not above), then a Dense of its own per feature
-    (n -> width) and ReLU. A tree's split at an edge is one bin going from 0 to 1, which a linear map of the
-    normalized value cannot express.
+    """PLE embeddings of F numericals (Gorishniy et al., NeurIPS '22, "Q-LR", or "T-LR" over tree bins): feature f
+    with bin edges b_0 < ... < b_n (training-split quantiles, or decision-tree thresholds) -> n values, value
+    t = (x - b_{t-1}) / (b_t - b_{t-1}) clipped to [0, 1] (the first bin is not clipped below, the last not above),
+    then a Dense of its own per feature (n -> width) and ReLU. A tree's split at an edge is one bin going from 0
+    to 1, which a linear map of the normalized value cannot express.
 
     Args:
       edges: F sorted lists of at least two distinct edges each, in the units of the inputs (the encoder's

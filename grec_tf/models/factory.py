@@ -141,7 +141,8 @@ def build_group_encoder(config: ExperimentConfig, statistics: FeatureStatistics,
     categorical = [{"name": f.name, "vocabulary": statistics.vocabularies[f.name], "num_oov": f.num_oov,
                     "embedding_dim": f.embedding_dim or config.model.embedding_dim}
                    for f in features if f.kind in ("categorical", "item_id")]
-    numerical = [numerical_spec(f.name, statistics, config.model.numerical_embedding)
+    numerical = [numerical_spec(f.name, statistics, config.model.numerical_embedding,
+                                config.model.piecewise_linear_edges)
                  for f in features if f.kind == "numerical"]
     vectors = [{"name": f.name, "dim": f.dim} for f in features if f.kind == "embedding"]
     if not (categorical or numerical or vectors):
@@ -152,20 +153,30 @@ def build_group_encoder(config: ExperimentConfig, statistics: FeatureStatistics,
                                name=f"{group}_encoder")
 
 
-def numerical_spec(name: str, statistics: FeatureStatistics, numerical_embedding: str) -> Dict:
-    """The encoder's spec of one numerical: its normalization moments and, for ``piecewise_linear``, its quantile
-    bin edges mapped through the same normalization (Keras ``Normalization``: (x - mean) / max(std, 1e-7)), distinct
-    as the float32 values the layer computes with."""
+def numerical_spec(name: str, statistics: FeatureStatistics, numerical_embedding: str,
+                   piecewise_linear_edges: str = "quantile") -> Dict:
+    """The encoder's spec of one numerical: its normalization moments and, for ``piecewise_linear``, its bin edges
+    (the quantiles, or the tree edges for ``piecewise_linear_edges: tree``) mapped through the same normalization
+    (Keras ``Normalization``: (x - mean) / max(std, 1e-7)), distinct as the float32 values the layer computes with."""
     mean, variance = statistics.moments[name]
     spec = {"name": name, "mean": mean, "variance": variance}
     if numerical_embedding == "piecewise_linear":
-        if name not in statistics.quantiles:
-            raise ConfigError(f"model.numerical_embedding: piecewise_linear needs the quantiles of numerical "
-                              f"{name!r}, which these feature statistics lack (saved before quantiles were "
-                              f"computed: compute the statistics, or preprocess the folder, again)")
         scale = max(variance ** 0.5, 1e-7)
-        spec["edges"] = distinct_edges([(edge - mean) / scale for edge in statistics.quantiles[name]], np.float32)
+        raw = piecewise_linear_raw_edges(name, statistics, piecewise_linear_edges)
+        spec["edges"] = distinct_edges([(edge - mean) / scale for edge in raw], np.float32)
     return spec
+
+
+def piecewise_linear_raw_edges(name: str, statistics: FeatureStatistics, piecewise_linear_edges: str) -> List[float]:
+    """A numerical's bin edges in raw units, from the statistics ``model.piecewise_linear_edges`` names."""
+    key, kind, edges = (("model.piecewise_linear_edges: tree", "tree edges", statistics.tree_edges)
+                        if piecewise_linear_edges == "tree" else
+                        ("model.numerical_embedding: piecewise_linear", "quantiles", statistics.quantiles))
+    if name not in edges:
+        raise ConfigError(f"{key} needs the {kind} of numerical {name!r}, which these feature statistics lack "
+                          f"(saved before {kind} were computed: compute the statistics, or preprocess the folder, "
+                          f"again)")
+    return edges[name]
 
 
 def build_sequence_encoder(config: ExperimentConfig, statistics: FeatureStatistics,

@@ -198,6 +198,48 @@ def test_piecewise_linear_statistics_and_edges_follow_the_normalization():
         FeatureGroupEncoder(CATEGORICAL, NUMERICAL, VECTORS, D, numerical_embedding="piecewise_linear")
 
 
+def test_a_tree_edges_model_reads_the_tree_edges_trains_and_serves(tmp_path):
+    from grec_tf.data.dataset import make_dataset
+    from grec_tf.data.feature_arrays import frame_to_arrays
+    from grec_tf.models.factory import numerical_spec
+    from tests.models.test_multi_task_ranker import assert_round_trips_and_serves
+
+    frame = tiny_frame(2048, seed=5)  # ~512 rows a task sentence: room for leaves of 64 rows on either side
+    flipped = np.random.default_rng(5).random(len(frame)) < 0.1
+    frame["label"] = ((frame["tenure"] > 25.0) ^ flipped).astype(np.int64)  # a step for the trees to find
+    config = tiny_config(numerical_embedding="piecewise_linear", piecewise_linear_edges="tree")
+    statistics = compute_feature_statistics(frame, config)
+    model = Experiment(config, statistics=statistics).build_model()
+    (edges,) = model.context_encoder.wide.edges  # the context group's one numerical: tenure
+    assert edges == numerical_spec("tenure", statistics, "piecewise_linear", "tree")["edges"]
+    assert edges != numerical_spec("tenure", statistics, "piecewise_linear")["edges"]  # not the quantiles
+    mean, variance = statistics.moments["tenure"]
+    np.testing.assert_allclose(edges, (np.array(statistics.tree_edges["tenure"]) - mean) / variance ** 0.5, rtol=1e-6)
+    assert len(edges) < len(statistics.quantiles["tenure"])  # a few tree edges, not 49 quantiles
+    assert np.min(np.abs(np.array(statistics.tree_edges["tenure"]) - 25.0)) < 1.0  # one at the step
+    before = [w.numpy().copy() for w in model.context_encoder.wide.trainable_weights]
+    history = model.fit(make_dataset(frame_to_arrays(frame.iloc[:64], config), 64), epochs=1, verbose=0)
+    assert np.isfinite(history.history["total_loss"][0])
+    assert any(not np.allclose(a, b.numpy()) for a, b in zip(before, model.context_encoder.wide.trainable_weights))
+    assert_round_trips_and_serves(model, config, _batch(frame, config, 64), tmp_path)
+
+
+def test_tree_edges_need_them_in_the_statistics_and_a_piecewise_linear_embedding():
+    from grec_tf.data.feature_statistics import FeatureStatistics
+    from grec_tf.models.factory import build_ranker
+
+    config = tiny_config(numerical_embedding="piecewise_linear", piecewise_linear_edges="tree")
+    statistics = compute_feature_statistics(tiny_frame(256, seed=2), config)
+    older = FeatureStatistics(**{**statistics.to_dict(), "tree_edges": {}})  # saved before tree edges existed
+    with pytest.raises(ConfigError, match="model.piecewise_linear_edges: tree needs the tree edges of numerical "
+                                          "'price', which these feature statistics lack"):
+        build_ranker(config, older)
+    build_ranker(tiny_config(numerical_embedding="piecewise_linear"), older)  # quantile edges: still builds
+    with pytest.raises(ConfigError, match="model.piecewise_linear_edges: 'tree' bins apply only to "
+                                          "model.numerical_embedding 'piecewise_linear', got 'periodic'"):
+        tiny_config(numerical_embedding="periodic", piecewise_linear_edges="tree")
+
+
 def test_normalized_edges_stay_distinct_in_float32():
     """Raw edges distinct in float64 that one float32 value holds would give the layer an empty bin (0 / 0)."""
     from grec_tf.data.feature_statistics import FeatureStatistics

@@ -35,10 +35,11 @@ from grec_tf.errors import ConfigError
 # type; a key listed in some rows applies to those types only. A new model type is one line here.
 MODEL_KEYS_BY_TYPE: Dict[str, Tuple[str, ...]] = {
     "grec": ("routing", "top_k", "capacity_factor", "load_balance_weight", "z_loss_weight", "jitter",
-             "route_embedding_dim", "activation", "num_experts", "expert_hidden", "towers", "task_token"),
-    "mmoe": ("num_experts", "expert_hidden", "towers", "task_token"),
-    "shared_bottom": ("expert_hidden", "towers", "task_token"),
-    "ple": ("ple_levels", "task_experts", "shared_experts", "expert_hidden", "towers", "task_token"),
+             "route_embedding_dim", "activation", "num_experts", "expert_hidden", "towers", "task_token",
+             "wide_logits"),
+    "mmoe": ("num_experts", "expert_hidden", "towers", "task_token", "wide_logits"),
+    "shared_bottom": ("expert_hidden", "towers", "task_token", "wide_logits"),
+    "ple": ("ple_levels", "task_experts", "shared_experts", "expert_hidden", "towers", "task_token", "wide_logits"),
     "esmm": ("esmm", "expert_hidden", "towers"),
     "aitm": ("aitm_chain", "aitm_calibration_weight", "expert_hidden", "towers"),
     "single_task": ("expert_hidden",),
@@ -396,12 +397,30 @@ class ModelConfig(_Section):
                      "embedding, each half of d_model, side by side). The task routers' gate always reads the "
                      "mean (a linear gate of a concatenation is the same family).",
         example="concat", choices=TASK_TOKEN_COMPOSITIONS)
+    wide_logits: bool = setting(
+        False, help="Add the wide part of Wide & Deep to every tower's logit: a linear function, per tower, of each "
+                    "numerical's piecewise-linear bins (piecewise_linear_edges' bins, in raw units) and of each "
+                    "categorical's id (one weight per id), so single-feature step shapes are fitted directly. Its "
+                    "weights start at 0. grec, mmoe, shared_bottom and ple (towers that add up, not chained).",
+        example=True)
+
+    @property
+    def wide_logits_applied(self) -> bool:
+        """``wide_logits`` set on a model type that reads it (not chained towers)."""
+        return self.wide_logits and "wide_logits" in MODEL_KEYS_BY_TYPE.get(self.type, ())
+
+    @property
+    def uses_bins(self) -> bool:
+        """Whether the model reads piecewise-linear bins (and so ``piecewise_linear_edges``)."""
+        return self.numerical_embedding == "piecewise_linear" or self.wide_logits_applied
 
     def _check(self) -> None:
-        if self.piecewise_linear_edges != "quantile" and self.numerical_embedding != "piecewise_linear":
+        if self.piecewise_linear_edges != "quantile" and not self.uses_bins:
             raise ConfigError(f"model.piecewise_linear_edges: {self.piecewise_linear_edges!r} bins apply only to "
-                              f"model.numerical_embedding 'piecewise_linear', got {self.numerical_embedding!r}; "
-                              f"expected 'quantile'")
+                              f"model.numerical_embedding 'piecewise_linear' or model.wide_logits (types "
+                              f"grec, mmoe, shared_bottom, ple), got numerical_embedding "
+                              f"{self.numerical_embedding!r}, wide_logits {str(self.wide_logits).lower()} and "
+                              f"type {self.type!r}; expected 'quantile'")
         if self.feature_tokens == "feature" and self.cross_layers:
             raise ConfigError(f"model.cross_layers: crosses act on a group's concatenated features, which "
                               f"model.feature_tokens 'feature' does not form; expected 0, got {self.cross_layers}")
@@ -727,6 +746,7 @@ def _split_mode(config: ExperimentConfig, split_mode: Optional[str]) -> Optional
 
 _TASK_ROUTING, _OTHER_ROUTING = " or ".join(TASK_ROUTINGS), "token, sentence or another routing"
 _GENERATED, _GIVEN = "null with data.source telecom (generated data)", "set, or another source"
+_BINS, _NO_BINS = "piecewise_linear, or wide_logits true", "linear or periodic, and wide_logits false"
 
 APPLICABILITY_RULES: Tuple[ApplicabilityRule, ...] = (
     ApplicabilityRule("model", "model.type", lambda c, _: c.model.type, MODEL_KEYS_BY_TYPE),
@@ -736,9 +756,9 @@ APPLICABILITY_RULES: Tuple[ApplicabilityRule, ...] = (
     ApplicabilityRule("model", "declared features",
                       lambda c, _: "a text feature" if any(f.kind == "text" for f in c.features) else "none",
                       {"a text feature": ("text_encoder",), "none": ()}),
-    ApplicabilityRule("model", "model.numerical_embedding", lambda c, _: c.model.numerical_embedding,
-                      {name: ("piecewise_linear_edges",) if name == "piecewise_linear" else ()
-                       for name in NUMERICAL_EMBEDDINGS}),
+    ApplicabilityRule("model", "model.numerical_embedding and model.wide_logits",
+                      lambda c, _: _BINS if c.model.uses_bins else _NO_BINS,
+                      {_BINS: ("piecewise_linear_edges",), _NO_BINS: ()}),
     ApplicabilityRule("model.text_encoder", "model.text_encoder.type", lambda c, _: c.model.text_encoder.type,
                       TEXT_ENCODER_KEYS_BY_TYPE),
     ApplicabilityRule("data", "data.source", lambda c, _: c.data.source, DATA_KEYS_BY_SOURCE),

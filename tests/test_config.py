@@ -48,7 +48,9 @@ def test_telecom_config_has_twelve_task_sentences():
     ({"model": {"piecewise_linear_edges": "spline"}},
      "model.piecewise_linear_edges: expected one of ['quantile', 'tree'], got 'spline'"),
     ({"model": {"piecewise_linear_edges": "tree"}}, "model.piecewise_linear_edges: 'tree' bins apply only to "
-                                                    "model.numerical_embedding 'piecewise_linear', got 'linear'"),
+                                                    "model.numerical_embedding 'piecewise_linear' or model.wide_logits"),
+    ({"model": {"type": "esmm", "wide_logits": True, "piecewise_linear_edges": "tree"}},
+     "got numerical_embedding 'linear', wide_logits true and type 'esmm'"),
 ])
 def test_invalid_configs_name_the_key(raw, fragment):
     with pytest.raises(ConfigError) as err:

@@ -52,6 +52,17 @@ def test_piecewise_linear_edges_only_with_the_piecewise_linear_embedding():
         model = applied_config(parse_config({"model": {"numerical_embedding": other}}))["model"]
         assert "piecewise_linear_edges" not in model and model["numerical_embedding"] == other
     assert unapplied_keys(ple) == []
+    wide = parse_config({"model": {"wide_logits": True, "piecewise_linear_edges": "tree"}})
+    assert applied_config(wide)["model"]["piecewise_linear_edges"] == "tree" and unapplied_keys(wide) == []
+
+
+def test_wide_logits_apply_to_towers_that_add_up_not_to_chained_ones():
+    for model_type in ("grec", "mmoe", "shared_bottom", "ple"):
+        assert applied_config(parse_config({"model": {"type": model_type, "wide_logits": True}}))["model"][
+            "wide_logits"] is True
+    esmm = parse_config({"model": {"type": "esmm", "wide_logits": True}})
+    assert "wide_logits" not in applied_config(esmm)["model"] and unapplied_keys(esmm) == ["model.wide_logits"]
+    assert not esmm.model.wide_logits_applied and not esmm.model.uses_bins
 
 
 def test_text_encoder_only_with_a_text_feature_and_keys_by_encoder_type():

@@ -80,6 +80,8 @@ VARIANTS: Dict[str, List[str]] = {
     "grec_feature_tokens_piecewise_linear_tree": _GREC + ["model.feature_tokens=feature",
                                                           "model.numerical_embedding=piecewise_linear",
                                                           "model.piecewise_linear_edges=tree"],
+    # the wide part of Wide & Deep: a per-tower additive logit over the numericals' bins and the ids
+    "grec_wide_logits": _GREC + ["model.wide_logits=true"],
     "grec_task_token_concat": _GREC + ["model.task_token=concat"],  # eq. 8's mean vs a concatenation
     "mmoe": ["model.type=mmoe", "model.num_experts=8"],
     "shared_bottom": ["model.type=shared_bottom"],

@@ -27,6 +27,7 @@ from grec_tf.models.ple import PLEBottom
 from grec_tf.models.sequence_encoder import SequenceEncoder
 from grec_tf.models.single_task_ranker import SingleTaskRanker, TaskSentenceNetworks
 from grec_tf.models.task_sentence_embedding import TaskSentenceEmbedding
+from grec_tf.models.wide_logits import WideLogits
 from grec_tf.text import HubTextEncoder, SearchQueryEncoder
 
 #: the roles of ``model.esmm``, in chain order: pCTCVR = pCTR x pCVR
@@ -62,7 +63,25 @@ def build_ranker(config: ExperimentConfig, statistics: FeatureStatistics) -> Mul
         text_encoders={f.name: build_text_encoder(m.text_encoder, statistics.text_vocabularies.get(f.name),
                                                   f.max_length, m.d_model)
                        for f in config.features if f.kind == "text"},
-        tower_key=m.towers, loss_weights=loss_weights(m, config.data.use_cases))
+        tower_key=m.towers, loss_weights=loss_weights(m, config.data.use_cases),
+        wide_logits=build_wide_logits(config, statistics, num_towers))
+
+
+def build_wide_logits(config: ExperimentConfig, statistics: FeatureStatistics,
+                      num_towers: int) -> Optional[WideLogits]:
+    """``model.wide_logits``: the per-tower additive logit over the numericals' bins (raw units, the edges
+    ``model.piecewise_linear_edges`` names) and the categorical and item ids; None when off or not applicable
+    (chained towers) or without such features."""
+    m = config.model
+    if not m.wide_logits_applied:
+        return None
+    numerical = [{"name": f.name, "edges": piecewise_linear_raw_edges(f.name, statistics, m.piecewise_linear_edges)}
+                 for f in config.features if f.kind == "numerical"]
+    categorical = [{"name": f.name, "vocabulary": statistics.vocabularies[f.name], "num_oov": f.num_oov}
+                   for f in config.features if f.kind in ("categorical", "item_id")]
+    if not (numerical or categorical):
+        return None
+    return WideLogits(numerical, categorical, num_towers, name="wide_logits")
 
 
 def build_single_task_ranker(config: ExperimentConfig, statistics: FeatureStatistics) -> SingleTaskRanker:

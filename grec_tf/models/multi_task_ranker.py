@@ -75,6 +75,8 @@ class MultiTaskRanker(tfrs.models.Model):
       context_encoder, item_encoder: feature-group encoders -> [B, D] (None when the group has no features).
       sequence_encoder: viewed sequences -> [B, D], or None.
       text_encoders: text feature name -> encoder of raw strings [B] -> [B, D]; their sum is the search token.
+      wide_logits: raw features -> logits [B, T] added to every tower's logit (the wide part of Wide & Deep,
+        :class:`~grec_tf.models.wide_logits.WideLogits`), or None.
       tower_key: "use_case" (one tower per use case) or "task_sentence" (one per flow x use case).
       loss_weights: use case -> weight of its loss in the total (default 1).
 
@@ -99,7 +101,8 @@ class MultiTaskRanker(tfrs.models.Model):
                  item_encoder: Optional[tf.keras.layers.Layer] = None,
                  sequence_encoder: Optional[tf.keras.layers.Layer] = None,
                  text_encoders: Optional[Dict[str, tf.keras.layers.Layer]] = None, tower_key: str = "use_case",
-                 loss_weights: Optional[Dict[str, float]] = None, **kwargs):
+                 loss_weights: Optional[Dict[str, float]] = None,
+                 wide_logits: Optional[tf.keras.layers.Layer] = None, **kwargs):
         super().__init__(**kwargs)
         if tower_key not in TOWER_KEYS:
             raise ValueError(f"MultiTaskRanker: tower_key must be one of {TOWER_KEYS}, got {tower_key!r}")
@@ -110,7 +113,7 @@ class MultiTaskRanker(tfrs.models.Model):
                              f"got {towers.num_towers}")
         self.task_embedding, self.bottom, self.towers = task_embedding, bottom, towers
         self.context_encoder, self.item_encoder = context_encoder, item_encoder
-        self.sequence_encoder = sequence_encoder
+        self.sequence_encoder, self.wide_logits = sequence_encoder, wide_logits
         self.text_encoders = dict(text_encoders or {})
         self.tower_key = tower_key
         self.loss_weights = {str(k): float(v) for k, v in (loss_weights or {}).items()}
@@ -138,7 +141,8 @@ class MultiTaskRanker(tfrs.models.Model):
     def d_model(self) -> int:
         return self.task_embedding.d_model
 
-    _PARTS = ("task_embedding", "bottom", "towers", "context_encoder", "item_encoder", "sequence_encoder")
+    _PARTS = ("task_embedding", "bottom", "towers", "context_encoder", "item_encoder", "sequence_encoder",
+              "wide_logits")
 
     def get_config(self) -> Dict:
         parts = {name: tf.keras.layers.serialize(getattr(self, name)) if getattr(self, name) is not None else None
@@ -245,29 +249,40 @@ class MultiTaskRanker(tfrs.models.Model):
         ``every_tower``: also return ``logits`` [B, T] of every tower (``logit`` is then gathered from them);
         by default only each row's own tower runs (see :meth:`score`)."""
         encoded, rows = self.encode_shared(features, training=training)
+        wide = self.wide_logits(features) if self.wide_logits is not None else None  # [B, T], one per input row
         if score_use_cases is None:
             flow, use_case = features["flow"], features["use_case"]
         else:  # use_case may be absent: every row is scored for each of score_use_cases, its tokens shared
             rows = tf.range(tf.shape(encoded)[0]) if rows is None else rows
             rows = tf.repeat(rows, tf.shape(score_use_cases)[0], axis=0)
             flow, use_case = task_sentences_per_use_case(features["flow"], score_use_cases)
-        return self.score(self.task_tokens(encoded, flow, use_case, rows), training=training,
-                          every_tower=every_tower)
+            if wide is not None:
+                wide = tf.repeat(wide, tf.shape(score_use_cases)[0], axis=0)
+        tokens = self.task_tokens(encoded, flow, use_case, rows)
+        if wide is not None:
+            tokens["wide_logits"] = wide
+        return self.score(tokens, training=training, every_tower=every_tower)
 
     def score(self, tokens: Dict[str, tf.Tensor], training=None, every_tower: bool = False) -> Dict[str, tf.Tensor]:
         """The task-dependent part of :meth:`call` on :meth:`task_tokens`' output: bottom, then the row's own
         tower. A long row carries the label of one task sentence and a served row asks for one, so no other
         tower runs (1/T of the towers' work; the chained ESMM / AITM towers still compute the towers a row's own
-        depends on) unless ``every_tower`` asks for their ``logits`` [B, T] too."""
+        depends on) unless ``every_tower`` asks for their ``logits`` [B, T] too. ``tokens["wide_logits"]`` [B, T],
+        when present, is added to the towers' logits."""
         representation, routing = self.bottom(tokens["tokens"], tokens["flow_id"], tokens["use_case_id"],
                                               training=training)
         index = self.tower_index(tokens["flow_id"], tokens["use_case_id"])
         out = {"flow_id": tokens["flow_id"], "use_case_id": tokens["use_case_id"]}
+        wide = tokens.get("wide_logits")
         if every_tower:
             out["logits"] = self.towers(representation)
+            if wide is not None:
+                out["logits"] += tf.cast(wide, out["logits"].dtype)
             logit = tf.gather(out["logits"], index, batch_dims=1)
         else:
             logit = self.towers(representation, tower=index)
+            if wide is not None:
+                logit += tf.cast(tf.gather(wide, index, batch_dims=1), logit.dtype)
         out.update(logit=logit, probability=tf.sigmoid(logit))
         if routing is not None:
             if len(routing.shape) == 3:  # MMoE: the gate of the row's own tower

@@ -236,7 +236,8 @@ def test_tree_edges_need_them_in_the_statistics_and_a_piecewise_linear_embedding
         build_ranker(config, older)
     build_ranker(tiny_config(numerical_embedding="piecewise_linear"), older)  # quantile edges: still builds
     with pytest.raises(ConfigError, match="model.piecewise_linear_edges: 'tree' bins apply only to "
-                                          "model.numerical_embedding 'piecewise_linear', got 'periodic'"):
+                                          "model.numerical_embedding 'piecewise_linear' or model.wide_logits .*, "
+                                          "got numerical_embedding 'periodic', wide_logits false"):
         tiny_config(numerical_embedding="periodic", piecewise_linear_edges="tree")
 
 

@@ -143,4 +143,3 @@ def _numerical_statistics(train: pd.DataFrame, config: ExperimentConfig, stats: 
             finite.mean() if finite.size else 0.0, finite.var() if finite.size else 0.0, finite.size)
         stats.quantiles[feature.name] = quantile_edges(values, PIECEWISE_LINEAR_BINS)
         stats.tree_edges[feature.name] = tree_edges(values, labels, tasks, PIECEWISE_LINEAR_BINS)
-

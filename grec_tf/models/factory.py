@@ -75,7 +75,9 @@ def build_wide_logits(config: ExperimentConfig, statistics: FeatureStatistics,
     m = config.model
     if not m.wide_logits_applied:
         return None
-    numerical = [{"name": f.name, "edges": piecewise_linear_raw_edges(f.name, statistics, m.piecewise_linear_edges)}
+    # distinct as the float32 values the layer computes with (two raw edges one float32 apart: an empty bin)
+    numerical = [{"name": f.name, "edges": distinct_edges(piecewise_linear_raw_edges(
+                     f.name, statistics, m.piecewise_linear_edges, reader="model.wide_logits"), np.float32)}
                  for f in config.features if f.kind == "numerical"]
     categorical = [{"name": f.name, "vocabulary": statistics.vocabularies[f.name], "num_oov": f.num_oov}
                    for f in config.features if f.kind in ("categorical", "item_id")]
@@ -186,11 +188,12 @@ def numerical_spec(name: str, statistics: FeatureStatistics, numerical_embedding
     return spec
 
 
-def piecewise_linear_raw_edges(name: str, statistics: FeatureStatistics, piecewise_linear_edges: str) -> List[float]:
-    """A numerical's bin edges in raw units, from the statistics ``model.piecewise_linear_edges`` names."""
+def piecewise_linear_raw_edges(name: str, statistics: FeatureStatistics, piecewise_linear_edges: str,
+                               reader: str = "model.numerical_embedding: piecewise_linear") -> List[float]:
+    """A numerical's bin edges in raw units, from the statistics ``model.piecewise_linear_edges`` names; a
+    ConfigError names that key (tree edges) or the ``reader`` that asked for the quantiles."""
     key, kind, edges = (("model.piecewise_linear_edges: tree", "tree edges", statistics.tree_edges)
-                        if piecewise_linear_edges == "tree" else
-                        ("model.numerical_embedding: piecewise_linear", "quantiles", statistics.quantiles))
+                        if piecewise_linear_edges == "tree" else (reader, "quantiles", statistics.quantiles))
     if name not in edges:
         raise ConfigError(f"{key} needs the {kind} of numerical {name!r}, which these feature statistics lack "
                           f"(saved before {kind} were computed: compute the statistics, or preprocess the folder, "

@@ -6,6 +6,7 @@ import tensorflow as tf
 import grec_tf  # noqa: F401
 from grec_tf.data.feature_arrays import frame_to_arrays
 from grec_tf.data.feature_statistics import compute_feature_statistics
+from grec_tf.errors import ConfigError
 from grec_tf.experiment import Experiment
 from grec_tf.models.factory import build_wide_logits
 from grec_tf.models.wide_logits import WideLogits
@@ -76,9 +77,8 @@ def test_each_row_gets_its_own_towers_wide_logit_in_every_output(towers):
     after = model(inputs, every_tower=True)
     index = model.tower_index(after["flow_id"], after["use_case_id"]).numpy()
     np.testing.assert_allclose((after["logit"] - before["logit"]).numpy(), shift[index], rtol=1e-5)
-    np.testing.assert_allclose((after["logits"] - before["logits"]).numpy(), np.broadcast_to(shift, index.shape
-                                                                                                + shift.shape),
-                               rtol=1e-5)
+    every = np.broadcast_to(shift, (len(index), len(shift)))  # every tower of every row moves by its own bias
+    np.testing.assert_allclose((after["logits"] - before["logits"]).numpy(), every, rtol=1e-5)
     # score_all's rows (each row once per use case) carry the same wide logits as scoring each use case alone
     use_cases = tf.constant(experiment.config.data.use_cases)
     scored = model({k: v for k, v in inputs.items() if k != "use_case"}, score_use_cases=use_cases)
@@ -106,3 +106,19 @@ def test_chained_towers_get_no_wide_part():
     for model_type, expected in (("esmm", type(None)), ("aitm", type(None)), ("mmoe", WideLogits)):
         config = tiny_config(type=model_type, wide_logits=True)
         assert type(build_wide_logits(config, compute_feature_statistics(frame, config), 2)) is expected
+
+
+def test_wide_edges_are_distinct_in_float32_and_missing_ones_name_the_key():
+    """Raw edges one float32 apart would be an empty bin (the layer refuses them); statistics without the edges
+    are a ConfigError naming model.wide_logits."""
+    config = tiny_config(wide_logits=True)
+    statistics = compute_feature_statistics(tiny_frame(64, seed=1), config)
+    statistics.quantiles["tenure"] = [0.0, 1.0, 1.0 + 1e-9, 2.0]  # 1.0 and 1.0 + 1e-9 are one float32
+    wide = build_wide_logits(config, statistics, 2)
+    assert wide.numerical[0] == {"name": "tenure", "edges": [0.0, 1.0, 2.0]}
+    assert np.all(np.isfinite(wide({"tenure": tf.constant([1.0, 1.5]), "price": tf.constant([0.0, 1.0]),
+                                    "plan": tf.constant(["max", "x"]), "item_id": tf.constant(["i1", "i2"]),
+                                    "brand": tf.constant(["apple", "x"])}).numpy()))
+    del statistics.quantiles["price"]
+    with pytest.raises(ConfigError, match="model.wide_logits needs the quantiles of numerical 'price'"):
+        build_wide_logits(config, statistics, 2)

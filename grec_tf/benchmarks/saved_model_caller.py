@@ -1,12 +1,13 @@
 """The in-process side of the serving benchmark: a fresh process calling the SavedModel's signature directly.
 
     python -m grec_tf.benchmarks.saved_model_caller --saved_model DIR --signature NAME --batches FILE.pkl \\
-        [--intra_op N] [--inter_op N]
+        [--bodies FILE.pkl] [--intra_op N] [--inter_op N]
 
 It loads the SavedModel with ``tf.saved_model.load`` and TF's thread pools sized like the server's
 (``--tensorflow_intra_op_parallelism`` / ``--tensorflow_inter_op_parallelism``), so both sides of a
 comparison start alike: a fresh process, the same TF settings, nothing else in it (the benchmark
-process may have just trained the model). ``--batches`` is a pickle of ``{rows: {input: numpy array}}``.
+process may have just trained the model). ``--batches`` is a pickle of ``{rows: {input: numpy array}}``;
+``--bodies`` one of ``{rows: columnar predict body (bytes)}``, the same rows as TF Serving REST JSON.
 
 Commands arrive one JSON object a line on stdin; each answer is one line ``@@{json}`` on stdout.
 Each may name another ``"signature"`` of the same SavedModel (default: ``--signature``), which is
@@ -17,7 +18,11 @@ fed the batch's columns it takes (``score_all`` takes no ``use_case``):
 - ``{"op": "latency", "batch": n, "seconds": s, "min_iters": k}`` -> ``{"latencies": [seconds, ...]}``
 - ``{"op": "throughput", "batch": n, "threads": t, "seconds": s}`` -> ``{"requests", "seconds", "requests_per_s"}``
 
-A call is ``signature(**{name: tf.constant(array)})`` plus ``.numpy()`` on every output.
+A call is ``signature(**{name: tf.constant(array)})`` plus ``.numpy()`` on every output. A command with
+``"input": "columnar_json"`` calls with the body instead, as a REST worker thread would:
+:class:`~grec_tf.serving.rest_server.PredictBody` decodes it, runs the signature and writes the JSON
+answer (``predict`` then answers ``{"answer": the response body as text}``). The server's JSON work
+without its HTTP: the benchmark tells the two costs apart with it.
 """
 import argparse
 import json
@@ -31,9 +36,12 @@ import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the WordPiece ops that exported GRec models use)
 
 from grec_tf.benchmarks.request_timing import concurrent_rate, timed_loop
+from grec_tf.serving.model_registry import load_served_model
+from grec_tf.serving.rest_server import PredictBody
 from grec_tf.serving.thread_pools import configure_thread_pools
 
 ANSWER_PREFIX = "@@"
+COLUMNAR_JSON = "columnar_json"  # a command's "input": call with the columnar JSON body
 
 
 def _jsonable(value: np.ndarray) -> list:
@@ -43,33 +51,47 @@ def _jsonable(value: np.ndarray) -> list:
     return np.vectorize(lambda b: b.decode("utf-8", "replace"), otypes=[object])(value).tolist()
 
 
+def _load_pickle(path: Optional[str]) -> dict:
+    if not path:
+        return {}
+    with open(path, "rb") as f:
+        return pickle.load(f)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m grec_tf.benchmarks.saved_model_caller")
     p.add_argument("--saved_model", required=True)
     p.add_argument("--signature", default="serving_default")
     p.add_argument("--batches", required=True)
+    p.add_argument("--bodies", default="")
     p.add_argument("--intra_op", type=int, default=0)
     p.add_argument("--inter_op", type=int, default=0)
     args = p.parse_args(argv)
     configure_thread_pools(args.intra_op, args.inter_op)
-    signatures = tf.saved_model.load(args.saved_model, tags=["serve"]).signatures
-    with open(args.batches, "rb") as f:
-        batches: Dict[int, Dict[str, np.ndarray]] = pickle.load(f)
+    # The server's loader: tf.saved_model.load, plus the input specs its JSON decoding checks against.
+    signatures = load_served_model("in-process", 0, args.saved_model).signatures
+    batches: Dict[int, Dict[str, np.ndarray]] = _load_pickle(args.batches)
+    bodies: Dict[int, bytes] = _load_pickle(args.bodies)
 
-    def caller(rows: int, signature: str):
-        fn = signatures[signature]
-        takes = fn.structured_input_signature[1]
-        batch = {k: v for k, v in batches[rows].items() if k in takes}
+    def caller(rows: int, signature: str, json_input: bool):
+        served = signatures[signature]
+        if json_input:
+            body = bodies[rows]
+            return lambda: PredictBody(body).answer(served)
+        batch = {k: v for k, v in batches[rows].items() if k in served.inputs}
 
         def call() -> Dict[str, np.ndarray]:
-            out = fn(**{k: tf.constant(v) for k, v in batch.items()})
+            out = served.fn(**{k: tf.constant(v) for k, v in batch.items()})
             return {k: v.numpy() for k, v in out.items()}
         return call
 
     for line in sys.stdin:
         cmd = json.loads(line)
-        call = caller(int(cmd["batch"]), cmd.get("signature", args.signature))
-        if cmd["op"] == "predict":
+        json_input = cmd.get("input") == COLUMNAR_JSON
+        call = caller(int(cmd["batch"]), cmd.get("signature", args.signature), json_input)
+        if cmd["op"] == "predict" and json_input:
+            answer = {"answer": call().decode("utf-8")}
+        elif cmd["op"] == "predict":
             threading = tf.config.threading
             answer = {"outputs": {k: _jsonable(v) for k, v in call().items()},
                       "thread_pools": [threading.get_intra_op_parallelism_threads(),

@@ -5,6 +5,10 @@ For batches of 1 and 256 rows it measures, in the same run and on the same Saved
 - **in-process**: ``loaded.signatures[sig](**tensors)`` plus ``.numpy()`` on the outputs, in a fresh
   subprocess (:mod:`grec_tf.benchmarks.saved_model_caller`) - latency (p50/p99 of back-to-back calls
   from one thread) and throughput (the better of 1 thread and ``concurrency`` threads);
+- **in-process, columnar JSON**: the same subprocess answering the REST columnar body with the server's
+  own decoding and encoding (:class:`~grec_tf.serving.rest_server.PredictBody`), no HTTP: REST columnar's
+  ratio splits into the JSON work (this path over in-process tensors) and HTTP plus the server's threads
+  (REST columnar over this path);
 - **server**: requests to ``python -m pipelines.serve`` started as a subprocess on free loopback
   ports: REST in both request formats (row ``instances`` and columnar ``inputs``) and gRPC
   ``PredictionService/Predict`` (format ``grpc``) - latency from one client with keep-alive,
@@ -49,7 +53,7 @@ from tensorflow_serving.apis import predict_pb2
 
 from grec_tf.atomic_files import write_report
 from grec_tf.benchmarks.request_timing import concurrent_rate, percentiles, timed_loop
-from grec_tf.benchmarks.saved_model_caller import ANSWER_PREFIX
+from grec_tf.benchmarks.saved_model_caller import ANSWER_PREFIX, COLUMNAR_JSON
 from grec_tf.serving.model_server import read_announced_ports
 from grec_tf.serving.server_flags import pick_free_port
 from grec_tf.serving.versioned_export import list_versions
@@ -57,6 +61,9 @@ from grec_tf.serving.versioned_export import list_versions
 MIN_THROUGHPUT_RATIO = 0.9  # server / in-process at the largest batch, for gRPC and REST columnar
 MAX_SCORE_ALL_LATENCY_RATIO = 1.6  # score_all / serving_default p50 at the largest batch
 GRPC = "grpc"
+IN_PROCESS, IN_PROCESS_JSON = "in-process", "in-process JSON"
+# The in-process caller's inputs: tensors, or the REST columnar body decoded and answered in-process.
+_IN_PROCESS_INPUTS = {IN_PROCESS: {}, IN_PROCESS_JSON: {"input": COLUMNAR_JSON}}
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
 
 
@@ -195,10 +202,11 @@ def _start_server(model_base_path: str, model_name: str, threads: Optional[int],
 class _SavedModelCaller:
     """Drives :mod:`grec_tf.benchmarks.saved_model_caller` in a subprocess (the in-process path)."""
 
-    def __init__(self, saved_model: str, signature_name: str, batches_file: str, pools: Tuple[int, int]):
+    def __init__(self, saved_model: str, signature_name: str, batches_file: str, pools: Tuple[int, int],
+                 bodies_file: str = ""):
         cmd = [sys.executable, "-m", "grec_tf.benchmarks.saved_model_caller", "--saved_model", saved_model,
-               "--signature", signature_name, "--batches", batches_file, "--intra_op", str(pools[0]),
-               "--inter_op", str(pools[1])]
+               "--signature", signature_name, "--batches", batches_file, "--bodies", bodies_file,
+               "--intra_op", str(pools[0]), "--inter_op", str(pools[1])]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      env=_subprocess_env(), text=True)
         self._stderr: List[str] = []
@@ -237,7 +245,8 @@ def _server_clients(batch: Dict[str, np.ndarray], ports: Dict[str, int], model_n
 def _measure(batch_sizes: Sequence[int], batches: Dict[int, Dict[str, np.ndarray]], caller: _SavedModelCaller,
              ports: Dict[str, int], model_name: str, version: int, signature_name: str, seconds: float,
              concurrency: int, repeats: int) -> List[dict]:
-    """One thread-pool setting: every batch size through the in-process caller and each server format."""
+    """One thread-pool setting: every batch size through the in-process caller (tensors, and the columnar
+    JSON body decoded in-process) and each server format."""
     results = []
     for n in batch_sizes:
         answer = caller.ask(op="predict", batch=n)
@@ -246,40 +255,46 @@ def _measure(batch_sizes: Sequence[int], batches: Dict[int, Dict[str, np.ndarray
         clients = {fmt: make() for fmt, make in factories.items()}
         diffs = {fmt: _max_diff(_answer_outputs(client(), fmt, sorted(expected)), expected)
                  for fmt, client in clients.items()}
+        json_answer = caller.ask(op="predict", batch=n, input=COLUMNAR_JSON)["answer"].encode()
+        diffs[IN_PROCESS_JSON] = _max_diff(_answer_outputs(json_answer, "columnar", sorted(expected)), expected)
         for client in clients.values():
             for _ in range(3):
                 client()
 
         def latency(name: str) -> List[float]:
-            if name == "in-process":
-                return caller.ask(op="latency", batch=n, seconds=seconds, min_iters=20)["latencies"]
+            if name in _IN_PROCESS_INPUTS:
+                return caller.ask(op="latency", batch=n, seconds=seconds, min_iters=20,
+                                  **_IN_PROCESS_INPUTS[name])["latencies"]
             return timed_loop(clients[name], seconds, 20)
 
         def throughput(name: str) -> float:
-            if name == "in-process":
-                return caller.ask(op="throughput", batch=n, threads=concurrency, seconds=seconds)["requests_per_s"]
+            if name in _IN_PROCESS_INPUTS:
+                return caller.ask(op="throughput", batch=n, threads=concurrency, seconds=seconds,
+                                  **_IN_PROCESS_INPUTS[name])["requests_per_s"]
             return concurrent_rate(factories[name], concurrency, seconds)["requests_per_s"]
 
-        names = ["in-process", *factories]
+        names = [*_IN_PROCESS_INPUTS, *factories]
         lat = {name: latency(name) for name in names}
         # Throughput in interleaved rounds, median per path: machine noise hits every path alike.
         rounds: Dict[str, List[float]] = {name: [] for name in names}
         for _ in range(max(1, int(repeats))):
             for name in names:
                 rounds[name].append(throughput(name))
-        best = {}
+        best = {name: max(len(lat[name]) / sum(lat[name]), float(np.median(rounds[name]))) for name in names}
         for name in names:
-            seq_rps = len(lat[name]) / sum(lat[name])
-            conc_rps = float(np.median(rounds[name]))
-            best[name] = max(seq_rps, conc_rps)
-            row = {"batch": n, "path": "in-process" if name == "in-process" else "server",
-                   "tf_thread_pools_in_effect": answer["thread_pools"] if name == "in-process" else None,
-                   "format": "-" if name == "in-process" else name, **percentiles(lat[name]),
-                   "requests_per_s_1": seq_rps, f"requests_per_s_{concurrency}": conc_rps,
-                   "rows_per_s": best[name] * n}
-            if name != "in-process":
-                row.update({"request_bytes": sizes[name], "max_abs_diff_vs_in_process": diffs[name],
-                            "throughput_ratio_vs_in_process": best[name] / best["in-process"]})
+            row = {"batch": n, "path": "in-process" if name in _IN_PROCESS_INPUTS else "server",
+                   "tf_thread_pools_in_effect": answer["thread_pools"] if name in _IN_PROCESS_INPUTS else None,
+                   "format": {IN_PROCESS: "-", IN_PROCESS_JSON: "columnar JSON"}.get(name, name),
+                   **percentiles(lat[name]), "requests_per_s_1": len(lat[name]) / sum(lat[name]),
+                   f"requests_per_s_{concurrency}": float(np.median(rounds[name])),
+                   f"requests_per_s_{concurrency}_rounds": rounds[name], "rows_per_s": best[name] * n}
+            if name != IN_PROCESS:
+                row.update({"max_abs_diff_vs_in_process": diffs[name],
+                            "throughput_ratio_vs_in_process": best[name] / best[IN_PROCESS]})
+            if name in sizes:
+                row["request_bytes"] = sizes[name]
+            if name == "columnar":  # what HTTP adds to the same JSON work
+                row["throughput_ratio_vs_in_process_json"] = best[name] / best[IN_PROCESS_JSON]
             results.append(row)
     return results
 
@@ -308,7 +323,7 @@ def _pools_label(pools: Tuple[int, int]) -> str:
 
 def run_serving_benchmark(model_base_path: str, model_name: str, make_batch: Callable[[int], dict], out_dir: str,
                           *, signature_name: str = "serving_default", batch_sizes: Sequence[int] = (1, 256),
-                          seconds: float = 3.0, concurrency: int = 4, repeats: int = 3,
+                          seconds: float = 3.0, concurrency: int = 4, repeats: int = 5,
                           server_threads: Optional[int] = None,
                           thread_pools: Sequence[Tuple[int, int]] = ((0, 0),),
                           sub_model: Optional[Tuple[str, str, float]] = None) -> dict:
@@ -338,12 +353,14 @@ def run_serving_benchmark(model_base_path: str, model_name: str, make_batch: Cal
     largest = max(batch_sizes)
     results, score_all = [], None
     with tempfile.TemporaryDirectory(prefix="grec-serving-bench-") as work:
-        batches_file = os.path.join(work, "batches.pkl")
+        batches_file, bodies_file = os.path.join(work, "batches.pkl"), os.path.join(work, "bodies.pkl")
         with open(batches_file, "wb") as f:
             pickle.dump(batches, f)
+        with open(bodies_file, "wb") as f:
+            pickle.dump({n: request_bodies(batch, signature_name)["columnar"] for n, batch in batches.items()}, f)
         for pools in pool_settings:
             with _caller_and_server(saved_model, signature_name, batches_file, model_base_path, model_name,
-                                    server_threads, pools) as (caller, ports):
+                                    server_threads, pools, bodies_file) as (caller, ports):
                 rows = _measure(batch_sizes, batches, caller, ports, model_name, version, signature_name, seconds,
                                 concurrency, repeats)
                 if pools == pool_settings[0]:
@@ -447,11 +464,11 @@ def _latest_version(model_base_path: str) -> int:
 
 @contextlib.contextmanager
 def _caller_and_server(saved_model: str, signature_name: str, batches_file: str, model_base_path: str,
-                       model_name: str, server_threads: Optional[int],
-                       pools: Tuple[int, int]) -> Iterator[Tuple[_SavedModelCaller, Dict[str, int]]]:
+                       model_name: str, server_threads: Optional[int], pools: Tuple[int, int],
+                       bodies_file: str = "") -> Iterator[Tuple[_SavedModelCaller, Dict[str, int]]]:
     """Both measured sides with the same TF thread pools: the in-process caller and the server's ports;
     both subprocesses are stopped on leaving, also when a measurement fails."""
-    caller = _SavedModelCaller(saved_model, signature_name, batches_file, pools)
+    caller = _SavedModelCaller(saved_model, signature_name, batches_file, pools, bodies_file)
     try:
         proc, ports = _start_server(model_base_path, model_name, server_threads, pools)
         try:
@@ -488,7 +505,9 @@ def _markdown(report: dict) -> str:
         "(formats `row`, `columnar`) and gRPC `PredictionService/Predict` (format `grpc`, a serialized "
         "`PredictRequest` of `tf.make_tensor_proto` tensors); "
         "in-process = `signature(**tensors)` in another fresh subprocess "
-        "(`grec_tf.benchmarks.saved_model_caller`). Both sides get the same TensorFlow thread pools "
+        "(`grec_tf.benchmarks.saved_model_caller`); in-process `columnar JSON` = the same process answering "
+        "the REST columnar body with the server's own decoding and encoding (`PredictBody`), without HTTP. "
+        "Both sides get the same TensorFlow thread pools "
         "(`TF threads`: TensorFlow's choice, or the server's `--tensorflow_intra_op_parallelism` / "
         "`--tensorflow_inter_op_parallelism`); the client runs in the benchmark process on the same CPUs.",
         "",
@@ -497,7 +516,7 @@ def _markdown(report: dict) -> str:
         "values (17 digits per float), shown for comparison and not part of the targets.",
         "",
         f"| TF threads | batch | path | format | request KB | p50 ms | p99 ms | req/s (1) | req/s ({c}) | rows/s "
-        "| server / in-process |",
+        "| / in-process |",
         "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["results"]:
@@ -507,8 +526,29 @@ def _markdown(report: dict) -> str:
                      f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['requests_per_s_1']:.1f} | "
                      f"{r[f'requests_per_s_{c}']:.1f} | {r['rows_per_s']:.0f} | "
                      f"{'' if ratio is None else f'{ratio:.3f}x'} |")
-    return "\n".join(lines + [""] + _score_all_lines(report) + [""] + _sub_model_lines(report) + [""]
-                     + _target_lines(report)) + "\n"
+    return "\n".join(lines + [""] + _json_and_http_lines(report) + [""] + _score_all_lines(report) + [""]
+                     + _sub_model_lines(report) + [""] + _target_lines(report)) + "\n"
+
+
+def _json_and_http_lines(report: dict) -> List[str]:
+    """REST columnar's ratio split into the JSON work and the HTTP around it, at the judged setting."""
+    judged, c = report["targets_judged_on"], report["concurrency"]
+    rows = {(r["path"], r["format"]): r for r in report["results"]
+            if r["thread_pools"] == judged["thread_pools"] and r["batch"] == judged["batch"]}
+    tensors, json_in, rest = (rows.get(key) for key in (("in-process", "-"), ("in-process", "columnar JSON"),
+                                                         ("server", "columnar")))
+    lines = ["## REST columnar: JSON's cost and HTTP's", ""]
+    if not (tensors and json_in and rest):
+        return lines + ["Not measured."]
+    per_round = [b / a for a, b in zip(tensors[f"requests_per_s_{c}_rounds"], rest[f"requests_per_s_{c}_rounds"])]
+    return lines + [
+        f"Batch {judged['batch']}, {judged['thread_pools']}: in-process with tensors "
+        f"{tensors['rows_per_s']:,.0f} rows/s; in-process answering the columnar JSON body "
+        f"{json_in['rows_per_s']:,.0f} rows/s ({json_in['throughput_ratio_vs_in_process']:.3f}x: the JSON "
+        f"work); REST columnar {rest['rows_per_s']:,.0f} rows/s ({rest['throughput_ratio_vs_in_process']:.3f}x "
+        f"of tensors, {rest['throughput_ratio_vs_in_process_json']:.3f}x of the same JSON work in-process: "
+        f"HTTP and the server's threads). REST / in-process per round of {c} callers: "
+        + ", ".join(f"{r:.3f}" for r in per_round) + "."]
 
 
 def _score_all_lines(report: dict) -> List[str]:

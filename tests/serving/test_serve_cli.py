@@ -7,6 +7,7 @@ import subprocess
 import sys
 import urllib.request
 
+import numpy as np
 import pytest
 
 from grec_tf.serving.model_server import main, read_announced_ports
@@ -159,15 +160,24 @@ def test_serving_benchmark_writes_json_and_markdown(toy_exports, tmp_path):
     assert on_disk == json.loads(json.dumps(report))
     rows = [(r["thread_pools"], r["batch"], r["path"], r["format"]) for r in report["results"]]
     pools = ("TF default", "intra_op=1, inter_op=2")
-    assert sorted(rows) == sorted([(p, b, "in-process", "-") for p in pools for b in (1, 8)]
+    assert sorted(rows) == sorted([(p, b, "in-process", f) for p in pools for b in (1, 8)
+                                   for f in ("-", "columnar JSON")]
                                   + [(p, b, "server", f) for p in pools for b in (1, 8)
                                      for f in ("row", "columnar", "row, stdlib json", "grpc")])
+    by_key = {(r["thread_pools"], r["batch"], r["path"], r["format"]): r for r in report["results"]}
     for r in report["results"]:
         assert r["p50_ms"] > 0 and r["p99_ms"] >= r["p50_ms"] and r["rows_per_s"] > 0
-        if r["path"] == "server":
-            assert r["max_abs_diff_vs_in_process"] < 1e-6 and r["throughput_ratio_vs_in_process"] > 0
-        else:  # the in-process caller ran with the thread pools it was given
+        rounds = r["requests_per_s_2_rounds"]
+        assert len(rounds) == report["throughput_rounds"] and r["requests_per_s_2"] == np.median(rounds)
+        tensors = by_key[(r["thread_pools"], r["batch"], "in-process", "-")]
+        if r is not tensors:  # every other path: the same outputs, and its throughput over the tensors call's
+            assert r["max_abs_diff_vs_in_process"] < 1e-6
+            assert r["throughput_ratio_vs_in_process"] == pytest.approx(r["rows_per_s"] / tensors["rows_per_s"])
+        if r["path"] == "in-process":  # the in-process caller ran with the thread pools it was given
             assert r["tf_thread_pools_in_effect"] == ([0, 0] if r["thread_pools"] == "TF default" else [1, 2])
+        if r["format"] == "columnar" and r["path"] == "server":  # REST over the same JSON work in-process
+            json_in = by_key[(r["thread_pools"], r["batch"], "in-process", "columnar JSON")]
+            assert r["throughput_ratio_vs_in_process_json"] == pytest.approx(r["rows_per_s"] / json_in["rows_per_s"])
     ratios = {r["format"]: r["throughput_ratio_vs_in_process"] for r in report["results"]
               if r["thread_pools"] == "TF default" and r["batch"] == 8 and r["path"] == "server"}
     score_all = report["score_all_vs_serving_default"]
@@ -189,6 +199,9 @@ def test_serving_benchmark_writes_json_and_markdown(toy_exports, tmp_path):
     assert "| intra_op=1, inter_op=2 | 8 | server | grpc |" in md
     assert f"| grpc_throughput_vs_in_process_b8 | {ratios['grpc']:.3f} | 0.9 |" in md
     assert "`score_all` (3 use cases a row)" in md and "## Full model vs one-task-sentence sub-model" in md
+    assert "| TF default | 8 | in-process | columnar JSON |" in md and "## REST columnar: JSON's cost and HTTP's" in md
+    rest = by_key[("TF default", 8, "server", "columnar")]
+    assert f"{rest['throughput_ratio_vs_in_process_json']:.3f}x of the same JSON work in-process" in md
     assert not [f for f in os.listdir(tmp_path) if ".tmp" in f]
 
 

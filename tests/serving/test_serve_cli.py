@@ -205,6 +205,18 @@ def test_serving_benchmark_writes_json_and_markdown(toy_exports, tmp_path):
     assert not [f for f in os.listdir(tmp_path) if ".tmp" in f]
 
 
+def test_benchmark_http_client_reads_answers_back_to_back_and_names_a_refusal(served):
+    from grec_tf.benchmarks.serving import _Client
+    client, _registry = served
+    good = json.dumps({"instances": to_instances_json(make_batch(3))}).encode()
+    ok = _Client("127.0.0.1", client.port, f"/v1/models/{MODEL}:predict", good)
+    answers = [json.loads(ok()) for _ in range(3)]  # one keep-alive connection, each answer read whole
+    assert answers[0] == answers[1] == answers[2] == client.post(f"/v1/models/{MODEL}:predict", raw=good)[1]
+    refused = _Client("127.0.0.1", client.port, "/v1/models/nope:predict", good)
+    with pytest.raises(RuntimeError, match=r"server answered HTTP/1.1 404 .*nope"):
+        refused()
+
+
 def test_serving_benchmark_checks_every_output_of_a_multi_output_signature(toy_exports, tmp_path):
     from grec_tf.benchmarks.serving import run_serving_benchmark
     base = os.path.join(toy_exports["export_dir"], MODEL)

@@ -15,6 +15,8 @@ import signal
 import sys
 from typing import Dict, List, Optional, TextIO, Tuple
 
+import uvloop
+
 from grec_tf.serving.grpc_server import GrpcServer
 from grec_tf.serving.model_registry import ModelRegistry
 from grec_tf.serving.monitoring import METRICS_PATH, ServingMetrics
@@ -39,7 +41,9 @@ def run_server(args: argparse.Namespace) -> int:
     registry = ModelRegistry(args.model_name, args.model_base_path, poll_seconds=args.poll_seconds,
                              freeze_heap=True).start()
     try:
-        return asyncio.run(_serve(registry, ServingMetrics(registry), args))
+        # uvloop's event loop (libuv, in C) moves the REST bodies with less CPU than asyncio's, on cores
+        # TensorFlow shares: 0.910x against 0.891x in-process over 10 interleaved rounds (docs/serving.md).
+        return uvloop.run(_serve(registry, ServingMetrics(registry), args))
     finally:
         registry.stop()
 

@@ -253,6 +253,21 @@ def test_server_sizes_tensorflow_thread_pools_from_its_flags(toy_exports, monkey
     assert "--tensorflow_intra_op_parallelism must be >= 0" in capsys.readouterr().err
 
 
+def test_server_process_runs_on_uvloop(toy_exports, monkeypatch):
+    import asyncio
+
+    import grec_tf.serving.model_server as model_server
+    loops = []
+
+    async def serve(registry, metrics, args):
+        loops.append(type(asyncio.get_running_loop()).__module__)
+        return 7
+    monkeypatch.setattr(model_server, "_serve", serve)
+    base = os.path.join(toy_exports["export_dir"], MODEL)
+    assert main(["--model_base_path", base, "--port", "0", "--rest_api_port", "0"]) == 7
+    assert loops == ["uvloop"]
+
+
 def test_server_process_freezes_its_loaded_model(toy_exports, monkeypatch):
     import grec_tf.serving.model_server as model_server
 

@@ -3,7 +3,8 @@
     python -m grec_tf.benchmarks.saved_model_caller --saved_model DIR --signature NAME --batches FILE.pkl \\
         [--bodies FILE.pkl] [--intra_op N] [--inter_op N]
 
-It loads the SavedModel with ``tf.saved_model.load`` and TF's thread pools sized like the server's
+It loads the SavedModel as the server does (``load_served_model``: ``tf.saved_model.load`` plus each
+signature's input specs) with TF's thread pools sized like the server's
 (``--tensorflow_intra_op_parallelism`` / ``--tensorflow_inter_op_parallelism``), so both sides of a
 comparison start alike: a fresh process, the same TF settings, nothing else in it (the benchmark
 process may have just trained the model). ``--batches`` is a pickle of ``{rows: {input: numpy array}}``;
@@ -77,6 +78,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         served = signatures[signature]
         if json_input:
             body = bodies[rows]
+            named = PredictBody(body).signature_name
+            if named != signature:  # the server would answer this body with another signature
+                raise ValueError(f"the columnar body of {rows} rows names signature {named!r}, "
+                                 f"the command {signature!r}")
             return lambda: PredictBody(body).answer(served)
         batch = {k: v for k, v in batches[rows].items() if k in served.inputs}
 

@@ -91,7 +91,10 @@ class _Client:
         head, _, data = data.partition(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
         fields = dict(line.split(":", 1) for line in lines[1:])
-        length = int(next(v for k, v in fields.items() if k.strip().lower() == "content-length"))
+        lengths = [v for k, v in fields.items() if k.strip().lower() == "content-length"]
+        if not lengths:  # this client reads no other framing (chunked answers)
+            raise RuntimeError(f"server answered {lines[0]} without a Content-Length")
+        length = int(lengths[0])
         while len(data) < length:
             data += self._recv()
         body, self._pending = data[:length], data[length:]
@@ -252,11 +255,12 @@ class _SavedModelCaller:
         _stop(self.proc)
 
 
-def _server_clients(batch: Dict[str, np.ndarray], ports: Dict[str, int], model_name: str, version: int,
-                    signature_name: str) -> Tuple[Dict[str, Callable[[], Callable[[], bytes]]], Dict[str, int]]:
-    """Per server format: a factory of clients (each one connection) and the request's size in bytes."""
+def _server_clients(batch: Dict[str, np.ndarray], bodies: Dict[str, bytes], ports: Dict[str, int], model_name: str,
+                    version: int, signature_name: str) -> Tuple[Dict[str, Callable[[], Callable[[], bytes]]],
+                                                            Dict[str, int]]:
+    """Per server format: a factory of clients (each one connection) and the request's size in bytes; REST
+    posts ``bodies`` (:func:`request_bodies` of ``batch``), gRPC sends ``batch`` as tensor protos."""
     path = f"/v1/models/{model_name}/versions/{version}:predict"
-    bodies = request_bodies(batch, signature_name)
     factories = {fmt: (lambda body=body: _Client("127.0.0.1", ports["rest"], path, body))
                  for fmt, body in bodies.items()}
     request = grpc_request(batch, model_name, version, signature_name)
@@ -264,16 +268,16 @@ def _server_clients(batch: Dict[str, np.ndarray], ports: Dict[str, int], model_n
     return factories, {**{fmt: len(body) for fmt, body in bodies.items()}, GRPC: len(request)}
 
 
-def _measure(batch_sizes: Sequence[int], batches: Dict[int, Dict[str, np.ndarray]], caller: _SavedModelCaller,
-             ports: Dict[str, int], model_name: str, version: int, signature_name: str, seconds: float,
-             concurrency: int, repeats: int) -> List[dict]:
+def _measure(batch_sizes: Sequence[int], batches: Dict[int, Dict[str, np.ndarray]],
+             bodies: Dict[int, Dict[str, bytes]], caller: _SavedModelCaller, ports: Dict[str, int], model_name: str,
+             version: int, signature_name: str, seconds: float, concurrency: int, repeats: int) -> List[dict]:
     """One thread-pool setting: every batch size through the in-process caller (tensors, and the columnar
     JSON body decoded in-process) and each server format."""
     results = []
     for n in batch_sizes:
         answer = caller.ask(op="predict", batch=n)
         expected = {k: np.asarray(v) for k, v in answer["outputs"].items()}
-        factories, sizes = _server_clients(batches[n], ports, model_name, version, signature_name)
+        factories, sizes = _server_clients(batches[n], bodies[n], ports, model_name, version, signature_name)
         clients = {fmt: make() for fmt, make in factories.items()}
         diffs = {fmt: _max_diff(_answer_outputs(client(), fmt, sorted(expected)), expected)
                  for fmt, client in clients.items()}
@@ -378,13 +382,15 @@ def run_serving_benchmark(model_base_path: str, model_name: str, make_batch: Cal
         batches_file, bodies_file = os.path.join(work, "batches.pkl"), os.path.join(work, "bodies.pkl")
         with open(batches_file, "wb") as f:
             pickle.dump(batches, f)
+        # each batch encoded once: the REST clients and the in-process JSON path send the same bytes
+        bodies = {n: request_bodies(batch, signature_name) for n, batch in batches.items()}
         with open(bodies_file, "wb") as f:
-            pickle.dump({n: request_bodies(batch, signature_name)["columnar"] for n, batch in batches.items()}, f)
+            pickle.dump({n: formats["columnar"] for n, formats in bodies.items()}, f)
         for pools in pool_settings:
             with _caller_and_server(saved_model, signature_name, batches_file, model_base_path, model_name,
                                     server_threads, pools, bodies_file) as (caller, ports):
-                rows = _measure(batch_sizes, batches, caller, ports, model_name, version, signature_name, seconds,
-                                concurrency, repeats)
+                rows = _measure(batch_sizes, batches, bodies, caller, ports, model_name, version, signature_name,
+                                seconds, concurrency, repeats)
                 if pools == pool_settings[0]:
                     score_all = _score_all_vs_default(caller, largest, seconds, repeats)
             results += [dict(row, thread_pools=_pools_label(pools)) for row in rows]

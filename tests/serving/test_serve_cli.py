@@ -217,6 +217,49 @@ def test_benchmark_http_client_reads_answers_back_to_back_and_names_a_refusal(se
         refused()
 
 
+def test_benchmark_http_client_names_an_answer_it_cannot_frame():
+    import socket
+    import threading
+
+    from grec_tf.benchmarks.serving import _Client
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer_chunked():
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(1 << 16)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    thread = threading.Thread(target=answer_chunked, daemon=True)
+    thread.start()
+    with listener:
+        client = _Client("127.0.0.1", listener.getsockname()[1], "/v1/models/m:predict", b"{}")
+        with pytest.raises(RuntimeError, match="server answered HTTP/1.1 200 OK without a Content-Length"):
+            client()
+    thread.join(timeout=10)
+
+
+def test_in_process_caller_refuses_a_body_naming_another_signature(toy_exports, tmp_path, monkeypatch, capsys):
+    import io
+    import pickle
+
+    from grec_tf.benchmarks.saved_model_caller import main as caller_main
+    from grec_tf.benchmarks.serving import request_bodies
+    batch = make_batch(2)
+    for name, value in (("batches", {2: batch}), ("bodies", {2: request_bodies(batch, "score_all")["columnar"]})):
+        with open(tmp_path / f"{name}.pkl", "wb") as f:
+            pickle.dump(value, f)
+    saved_model = os.path.join(toy_exports["export_dir"], MODEL, "1")
+    args = ["--saved_model", saved_model, "--batches", str(tmp_path / "batches.pkl"),
+            "--bodies", str(tmp_path / "bodies.pkl")]
+    monkeypatch.setattr("sys.stdin", io.StringIO('{"op": "predict", "batch": 2, "input": "columnar_json", '
+                                                 '"signature": "score_all"}\n'))
+    assert caller_main(args) == 0  # the body's own signature: answered
+    assert '"answer"' in capsys.readouterr().out
+    monkeypatch.setattr("sys.stdin", io.StringIO('{"op": "predict", "batch": 2, "input": "columnar_json"}\n'))
+    with pytest.raises(ValueError, match="names signature 'score_all', the command 'serving_default'"):
+        caller_main(args)
+
+
 def test_serving_benchmark_checks_every_output_of_a_multi_output_signature(toy_exports, tmp_path):
     from grec_tf.benchmarks.serving import run_serving_benchmark
     base = os.path.join(toy_exports["export_dir"], MODEL)

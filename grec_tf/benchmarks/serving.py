@@ -379,13 +379,10 @@ def run_serving_benchmark(model_base_path: str, model_name: str, make_batch: Cal
     largest = max(batch_sizes)
     results, score_all = [], None
     with tempfile.TemporaryDirectory(prefix="grec-serving-bench-") as work:
-        batches_file, bodies_file = os.path.join(work, "batches.pkl"), os.path.join(work, "bodies.pkl")
-        with open(batches_file, "wb") as f:
-            pickle.dump(batches, f)
         # each batch encoded once: the REST clients and the in-process JSON path send the same bytes
         bodies = {n: request_bodies(batch, signature_name) for n, batch in batches.items()}
-        with open(bodies_file, "wb") as f:
-            pickle.dump({n: formats["columnar"] for n, formats in bodies.items()}, f)
+        batches_file = _pickled(os.path.join(work, "batches.pkl"), batches)
+        bodies_file = _pickled(os.path.join(work, "bodies.pkl"), {n: b["columnar"] for n, b in bodies.items()})
         for pools in pool_settings:
             with _caller_and_server(saved_model, signature_name, batches_file, model_base_path, model_name,
                                     server_threads, pools, bodies_file) as (caller, ports):
@@ -411,6 +408,13 @@ def run_serving_benchmark(model_base_path: str, model_name: str, make_batch: Cal
     return report
 
 
+def _pickled(path: str, value: object) -> str:
+    """``path``, once ``value`` is pickled there (the in-process caller's inputs)."""
+    with open(path, "wb") as f:
+        pickle.dump(value, f)
+    return path
+
+
 def sub_model_comparison(full_model: str, sub_model: Tuple[str, str, float], make_batch: Callable[[int], dict],
                          batch_sizes: Sequence[int], seconds: float, concurrency: int, repeats: int,
                          pools: Tuple[int, int]) -> Tuple[List[dict], Dict[str, dict]]:
@@ -426,9 +430,7 @@ def sub_model_comparison(full_model: str, sub_model: Tuple[str, str, float], mak
                    "flow": np.full(n, flow, dtype=object), "use_case": np.full(n, use_case, dtype=object)}
                for n in batch_sizes}
     with tempfile.TemporaryDirectory(prefix="grec-sub-model-bench-") as work:
-        batches_file = os.path.join(work, "batches.pkl")
-        with open(batches_file, "wb") as f:
-            pickle.dump(batches, f)
+        batches_file = _pickled(os.path.join(work, "batches.pkl"), batches)
         callers = {name: _SavedModelCaller(path, "serving_default", batches_file, pools)
                    for name, path in (("full", full_model), ("sub", sub_dir))}
         try:

@@ -31,6 +31,7 @@ import tensorflow_text  # noqa: F401  (registers the WordPiece ops that exported
 from google.protobuf import json_format, text_format
 from tensorflow.core.protobuf import saved_model_pb2
 
+from grec_tf.serving.flat_signature_call import FlatSignatureCall
 from grec_tf.serving.request_codec import DEFAULT_SIGNATURE, InputSpec
 from grec_tf.serving.status import HTTP_STATUS, ServingError, invalid_argument, not_found
 from grec_tf.serving.versioned_export import list_versions
@@ -59,6 +60,10 @@ class Signature:
     inputs: Dict[str, InputSpec]
     outputs: List[str]
     _tf_dtypes: Dict[str, tf.DType] = field(repr=False, default_factory=dict)
+    _flat: Optional[FlatSignatureCall] = field(init=False, repr=False, default=None)
+
+    def __post_init__(self) -> None:
+        self._flat = FlatSignatureCall.of(self.fn)
 
     def predict(self, arrays: Dict[str, Union[np.ndarray, tf.Tensor]]) -> Dict[str, np.ndarray]:
         """Run the signature on numpy arrays or tensors; model errors become ``ServingError`` (HTTP 4xx/5xx)."""
@@ -75,7 +80,10 @@ class Signature:
             else:
                 feeds[name] = tf.convert_to_tensor(arr, dtype=dtype)
         try:
-            out = self.fn(**feeds)
+            # Checked tensors skip TF's Python argument binding; anything else gets the public call's checks.
+            out = self._flat(feeds) if self._flat is not None else None
+            if out is None:
+                out = self.fn(**feeds)
         except tf.errors.OpError as e:
             raise ServingError(f"signature '{self.name}' failed: {e.message}", _error_code(e)) from None
         except (TypeError, ValueError) as e:

@@ -9,9 +9,9 @@ Why: ``fn(**tensors)`` on a loaded signature binds the keywords to the function 
 to its ``TensorSpec`` and resolves the captured variables in Python, holding the GIL, before TensorFlow
 runs the graph. On the telecom model's 20 inputs that is 0.85 ms of the calling thread's CPU a call
 against 0.38 ms for this call, single-threaded, and the server's event loop and other workers wait for
-that GIL. In an A/B run of two servers (8 interleaved rounds of 3 s, 4 callers, 256 rows) it took REST
-columnar from 0.893x to 0.907x the in-process throughput (median rate per path), a paired gain per round of
-0.021 (3.3 standard errors).
+that GIL. In A/B runs of two servers (interleaved rounds of 3 s, 4 callers, 256 rows) it took REST columnar
+from 0.893x to 0.907x the in-process throughput over 8 rounds and from 0.898x to 0.925x over 10 (median rate
+per path), paired gains per round of 0.021 and 0.032 (3.3 and 5.3 standard errors).
 
 What it relies on: ``ConcreteFunction._inference_function.call_preflattened`` and ``captured_inputs``,
 the same calls ``fn(**tensors)`` ends in when no gradient tape watches (TF 2.21, as setup.py pins). They

@@ -66,7 +66,10 @@ class Signature:
         self._flat = FlatSignatureCall.of(self.fn)
 
     def predict(self, arrays: Dict[str, Union[np.ndarray, tf.Tensor]]) -> Dict[str, np.ndarray]:
-        """Run the signature on numpy arrays or tensors; model errors become ``ServingError`` (HTTP 4xx/5xx)."""
+        """Run the signature on numpy arrays or tensors; model errors become ``ServingError`` (HTTP 4xx/5xx).
+
+        Tensors that fit the signature go through its :class:`FlatSignatureCall`, anything else through the
+        public ``fn(**tensors)``; both give the same outputs."""
         feeds = {}
         for name, arr in arrays.items():
             dtype = self._tf_dtypes[name]

@@ -43,7 +43,7 @@ import simdjson
 import tensorflow as tf
 
 from grec_tf.serving.json_tensors import to_tensor
-from grec_tf.serving.request_codec import DEFAULT_SIGNATURE, InputSpec
+from grec_tf.serving.request_codec import DEFAULT_SIGNATURE, InputSpec, shape_fits
 from grec_tf.serving.status import ServingError
 
 _OPEN_BRACKET = ord("[")
@@ -79,7 +79,7 @@ class ColumnarBody:
                     if spec.dtype == "string":
                         string_values.append(plain)
                 shape = None if tensor is None else tuple(tensor.shape)
-                if shape is None or not _shape_accepted(shape, spec):
+                if shape is None or not shape_fits(shape, spec.shape):  # check_shape's rule; a refusal falls back
                     return None
                 arrays += _arrays_of_shape(shape)
                 out[name] = tensor
@@ -174,13 +174,6 @@ def _brackets_in_strings(value: Any) -> Optional[int]:
         return "".join(flat).count("[")
     except TypeError:
         return None
-
-
-def _shape_accepted(shape: Tuple[int, ...], spec: InputSpec) -> bool:
-    """``request_codec.check_shape``'s rule (rank and fixed dims); a refusal falls back, which words the error."""
-    if spec.shape is None:
-        return True
-    return len(shape) == len(spec.shape) and all(d is None or d == a for d, a in zip(spec.shape, shape))
 
 
 def _count_open_brackets(body: bytes) -> int:

@@ -11,7 +11,7 @@ runs the graph. On the telecom model's 20 inputs that is 0.85 ms of the calling 
 against 0.38 ms for this call, single-threaded, and the server's event loop and other workers wait for
 that GIL. In A/B runs of two servers (interleaved rounds of 3 s, 4 callers, 256 rows) it took REST columnar
 from 0.893x to 0.907x the in-process throughput over 8 rounds and from 0.898x to 0.925x over 10 (median rate
-per path), paired gains per round of 0.021 and 0.032 (3.3 and 5.3 standard errors).
+per path), paired gains per round of 0.021 and 0.032 (3.4 and 5.3 standard errors).
 
 What it relies on: ``ConcreteFunction._inference_function.call_preflattened`` and ``captured_inputs``,
 the same calls ``fn(**tensors)`` ends in when no gradient tape watches (TF 2.21, as setup.py pins). They
@@ -24,6 +24,8 @@ equal to the public call's.
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import tensorflow as tf
+
+from grec_tf.serving.request_codec import shape_fits
 
 # (input name, dtype, dims: None for an unknown rank, else one int or None per axis)
 _InputCheck = Tuple[str, tf.DType, Optional[Tuple[Optional[int], ...]]]
@@ -51,10 +53,10 @@ class FlatSignatureCall:
         except (AttributeError, TypeError, ValueError):
             return None
         plain = (not positional and not deferred and arity == len(parameters) + len(captured)
-                 and all(isinstance(c, tf.Tensor) for c in captured)
+                 and len(parameters) == len(specs) and all(isinstance(c, tf.Tensor) for c in captured)
                  and all(p.kind == p.KEYWORD_ONLY and isinstance(specs.get(p.name), tf.TensorSpec)
                          and p.type_constraint == specs[p.name] for p in parameters))
-        if not plain or len(parameters) != len(specs):
+        if not plain:
             return None
         inputs = [(p.name, specs[p.name].dtype,
                    None if specs[p.name].shape.rank is None else tuple(specs[p.name].shape.as_list()))
@@ -67,11 +69,7 @@ class FlatSignatureCall:
         args = []
         for name, dtype, dims in self._inputs:
             tensor = tensors.get(name)
-            if not isinstance(tensor, tf.Tensor) or tensor.dtype != dtype or not _fits(tuple(tensor.shape), dims):
+            if not isinstance(tensor, tf.Tensor) or tensor.dtype != dtype or not shape_fits(tensor.shape, dims):
                 return None
             args.append(tensor)
         return self._inference.call_preflattened(args + self._captured)
-
-
-def _fits(shape: Tuple[Optional[int], ...], dims: Optional[Tuple[Optional[int], ...]]) -> bool:
-    return dims is None or (len(shape) == len(dims) and all(d is None or d == s for d, s in zip(dims, shape)))

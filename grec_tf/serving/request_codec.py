@@ -307,11 +307,14 @@ def to_array(value: Any, spec: InputSpec, where: str) -> np.ndarray:
 Converter = Callable[[Any, InputSpec, str], Any]
 
 
+def shape_fits(shape: Sequence[Optional[int]], dims: Optional[Sequence[Optional[int]]]) -> bool:
+    """Whether ``shape`` fits a signature input's ``dims`` (None: any rank): the same rank, and every
+    fixed dim equal."""
+    return dims is None or (len(shape) == len(dims) and all(d is None or d == a for d, a in zip(dims, shape)))
+
+
 def check_shape(arr: Any, spec: InputSpec, name: str, fmt: str) -> None:
-    if spec.shape is None:
-        return
-    ok = arr.ndim == len(spec.shape) and all(d is None or d == a for d, a in zip(spec.shape, arr.shape))
-    if ok:
+    if shape_fits(arr.shape, spec.shape):
         return
     if fmt == ROW:
         want = _fmt_shape(spec.shape[1:]) if spec.shape else "[] (a scalar)"
